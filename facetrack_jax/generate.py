@@ -83,9 +83,10 @@ def _generate(graphdef, state, x_prompt_bld, prompt_mask_bl, rng, temperature, t
   positions_bl = jnp.maximum(jnp.cumsum(mask_bl, axis=1) - 1, 0).astype(jnp.int32)
 
   cache = lm.init_cache(b, p + max_new_tokens)
-  logits_blv, cache = lm(x_prompt_bld, positions_bl, mask_bl=mask_bl, cache=cache)
+  h_bld, cache = lm.backbone(x_prompt_bld, positions_bl, mask_bl=mask_bl, cache=cache)
+  logits_b1v = lm.logits(h_bld[:, -1:])     # only the last column is needed (left padding)
   rng, step_rng = jax.random.split(rng)
-  token_b = _pick(logits_blv[:, -1], step_rng, temperature, top_p)
+  token_b = _pick(logits_b1v[:, 0], step_rng, temperature, top_p)
   out_bn = jnp.full((b, max_new_tokens), pad_id, jnp.int32).at[:, 0].set(token_b)
   out_bn = sharding.constrain(out_bn, ("batch", "length"))
   done_b = token_b == eos_id

@@ -27,10 +27,12 @@ import jax.numpy as jnp
 from flax import nnx, struct
 
 from facetrack_jax import sharding
+from facetrack_jax.models.matmul import linear_dot_general
 
 _ACT = ("batch", "length", "act_embed")
 _ACT_Q = ("batch", "length", "act_heads", "head_dim")
 _ACT_KV = ("batch", "length", "act_kv_heads", "head_dim")
+_CACHE = ("batch", "act_kv_heads", "length", "head_dim")     # head-major keys / values
 
 
 def _init(in_axes: tuple[int, ...], out_axes: tuple[int, ...]):
@@ -43,7 +45,8 @@ def _init(in_axes: tuple[int, ...], out_axes: tuple[int, ...]):
 class KVCache:
   """Keys/values of every layer, per slot.
 
-  k, v: tuple over layers of ``float[B, S, KVH, Dh]`` (keys already rotated);
+  k, v: tuple over layers of ``float[B, KVH, S, Dh]`` (keys already rotated;
+  head-major, the layout the attention einsums read, so no step transposes it);
   valid: ``bool[B, S]`` slots holding a real (non-pad) token;
   index: ``int32[]`` the next slot to write (same for every row).
   """
@@ -58,19 +61,25 @@ class KVCache:
 
 
 class Dense(nnx.Module):
-  """``y = einsum(eqn, x, kernel) (+ bias)`` with logically named axes."""
+  """``y = x[..., *shape[:n_in]] · kernel[*shape] (+ bias)``: the last ``n_in``
+  dims of x contracted with the first ``n_in`` of the kernel (the einsum at
+  each construction site), logically named axes. The matmul is
+  :func:`~facetrack_jax.models.matmul.linear_dot_general` (fast weight
+  gradient on CPU)."""
 
-  def __init__(self, eqn: str, shape: tuple[int, ...], axes: tuple[str, ...],
+  def __init__(self, shape: tuple[int, ...], axes: tuple[str, ...],
                n_in: int, *, bias_axes: tuple[str, ...] | None = None,
                dtype, param_dtype, rngs: nnx.Rngs):
-    self.eqn, self.dtype = eqn, dtype
+    self.n_in, self.dtype = n_in, dtype
     init = _init(tuple(range(n_in)), tuple(range(n_in, len(shape))))
     self.kernel = nnx.Param(init(rngs.params(), shape, param_dtype), out_sharding=axes)
     self.bias = (None if bias_axes is None else
                  nnx.Param(jnp.zeros(shape[n_in:], param_dtype), out_sharding=bias_axes))
 
   def __call__(self, x):
-    y = jnp.einsum(self.eqn, x.astype(self.dtype), self.kernel[...].astype(self.dtype))
+    n, nx = self.n_in, x.ndim
+    dims = ((tuple(range(nx - n, nx)), tuple(range(n))), ((), ()))
+    y = linear_dot_general(x.astype(self.dtype), self.kernel[...].astype(self.dtype), dims)
     if self.bias is not None:
       y = y + self.bias[...].astype(self.dtype)
     return y
@@ -118,36 +127,38 @@ class Attention(nnx.Module):
     q_bias = ("heads", "head_dim") if cfg.qkv_bias else None
     kv_bias = ("kv_heads", "head_dim") if cfg.qkv_bias else None
     # "bld,dhk->blhk": project width D onto heads × head_dim.
-    self.q = Dense("bld,dhk->blhk", (d, h, dh), ("embed", "heads", "head_dim"), 1,
+    self.q = Dense((d, h, dh), ("embed", "heads", "head_dim"), 1,
                    bias_axes=q_bias, **kw)
-    self.k = Dense("bld,dhk->blhk", (d, kvh, dh), ("embed", "kv_heads", "head_dim"), 1,
+    self.k = Dense((d, kvh, dh), ("embed", "kv_heads", "head_dim"), 1,
                    bias_axes=kv_bias, **kw)
-    self.v = Dense("bld,dhk->blhk", (d, kvh, dh), ("embed", "kv_heads", "head_dim"), 1,
+    self.v = Dense((d, kvh, dh), ("embed", "kv_heads", "head_dim"), 1,
                    bias_axes=kv_bias, **kw)
     # "blhk,hkd->bld": heads × head_dim back to width, no bias.
-    self.o = Dense("blhk,hkd->bld", (h, dh, d), ("heads", "head_dim", "embed"), 2, **kw)
+    self.o = Dense((h, dh, d), ("heads", "head_dim", "embed"), 2, **kw)
 
   def __call__(self, x_bld, positions_bl, mask_bl, cache_kv):
     """x: float[B, L, D]; positions: int[B, L]; mask: bool[B, L];
-    cache_kv: None or (k, v, valid bool[B, S], index) with k, v float[B, S, KVH, Dh].
+    cache_kv: None or (k, v, valid bool[B, S], index) with k, v float[B, KVH, S, Dh].
     Returns (float[B, L, D], (k, v) to store or None)."""
     b, l, _ = x_bld.shape
     q = sharding.constrain(rope(self.q(x_bld), positions_bl, self.theta), _ACT_Q)
     k = sharding.constrain(rope(self.k(x_bld), positions_bl, self.theta), _ACT_KV)
     v = sharding.constrain(self.v(x_bld), _ACT_KV)
+    k_bksd = sharding.constrain(k.transpose(0, 2, 1, 3), _CACHE)
+    v_bksd = sharding.constrain(v.transpose(0, 2, 1, 3), _CACHE)
 
     if cache_kv is None:     # keys are the new tokens themselves
-      keys, values, key_valid_bs = k, v, mask_bl
+      keys, values, key_valid_bs = k_bksd, v_bksd, mask_bl
       q_slot_l, stored = jnp.arange(l), None
     else:                    # write the new tokens at the index, attend to the cache
       ck, cv, key_valid_bs, start = cache_kv
-      keys = jax.lax.dynamic_update_slice(ck, k.astype(ck.dtype), (0, start, 0, 0))
-      values = jax.lax.dynamic_update_slice(cv, v.astype(cv.dtype), (0, start, 0, 0))
-      keys = sharding.constrain(keys, _ACT_KV)
-      values = sharding.constrain(values, _ACT_KV)
+      keys = jax.lax.dynamic_update_slice(ck, k_bksd.astype(ck.dtype), (0, 0, start, 0))
+      values = jax.lax.dynamic_update_slice(cv, v_bksd.astype(cv.dtype), (0, 0, start, 0))
+      keys = sharding.constrain(keys, _CACHE)
+      values = sharding.constrain(values, _CACHE)
       q_slot_l = start + jnp.arange(l)
       stored = (keys, values)
-    k_slot_s = jnp.arange(keys.shape[1])
+    k_slot_s = jnp.arange(keys.shape[2])
 
     # allowed[b, l, s]: query valid, key valid, key slot not after query slot.
     allowed_bls = (mask_bl[:, :, None] & key_valid_bs[:, None, :]
@@ -155,14 +166,14 @@ class Attention(nnx.Module):
 
     g = self.num_heads // self.num_kv_heads
     q_blkgd = q.reshape(b, l, self.num_kv_heads, g, self.head_dim)
-    # "blkgd,bskd->bkgls": scores of each query head against its kv head, fp32.
-    scores = jnp.einsum("blkgd,bskd->bkgls", q_blkgd, keys.astype(self.dtype),
+    # "blkgd,bksd->bkgls": scores of each query head against its kv head, fp32.
+    scores = jnp.einsum("blkgd,bksd->bkgls", q_blkgd, keys.astype(self.dtype),
                         preferred_element_type=jnp.float32) * self.head_dim ** -0.5
     allowed = allowed_bls[:, None, None, :, :]
     scores = jnp.where(allowed, scores, jnp.finfo(jnp.float32).min)
     probs = jax.nn.softmax(scores, axis=-1) * allowed    # pad queries attend to nothing
-    # "bkgls,bskd->blkgd": weighted values.
-    out = jnp.einsum("bkgls,bskd->blkgd", probs.astype(self.dtype), values.astype(self.dtype))
+    # "bkgls,bksd->blkgd": weighted values.
+    out = jnp.einsum("bkgls,bksd->blkgd", probs.astype(self.dtype), values.astype(self.dtype))
     out = sharding.constrain(out.reshape(b, l, self.num_heads, self.head_dim), _ACT_Q)
     return self.o(out), stored
 
@@ -173,9 +184,10 @@ class MLP(nnx.Module):
   def __init__(self, cfg, *, dtype, param_dtype, rngs):
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     d, f = cfg.width, cfg.mlp_dim
-    self.gate = Dense("bld,df->blf", (d, f), ("embed", "mlp"), 1, **kw)
-    self.up = Dense("bld,df->blf", (d, f), ("embed", "mlp"), 1, **kw)
-    self.down = Dense("blf,fd->bld", (f, d), ("mlp", "embed"), 1, **kw)
+    # "bld,df->blf" (gate, up) and "blf,fd->bld" (down).
+    self.gate = Dense((d, f), ("embed", "mlp"), 1, **kw)
+    self.up = Dense((d, f), ("embed", "mlp"), 1, **kw)
+    self.down = Dense((f, d), ("mlp", "embed"), 1, **kw)
 
   def __call__(self, x_bld):
     h_blf = jax.nn.silu(self.gate(x_bld)) * self.up(x_bld)
@@ -215,7 +227,7 @@ class LM(nnx.Module):
     self.final_norm = RMSNorm(d, cfg.rms_eps, dtype=dtype, param_dtype=param_dtype)
     # "bld,dv->blv": width to vocabulary logits (None: tied to the embedding).
     self.lm_head = (None if cfg.tie_embeddings else
-                    Dense("bld,dv->blv", (d, v), ("embed", "vocab"), 1,
+                    Dense((d, v), ("embed", "vocab"), 1,
                           dtype=dtype, param_dtype=param_dtype, rngs=rngs))
 
   def embed(self, tokens_bl: jax.Array) -> jax.Array:
@@ -229,8 +241,8 @@ class LM(nnx.Module):
   def init_cache(self, batch: int, max_len: int, dtype=None) -> KVCache:
     """An empty cache of ``max_len`` slots (all invalid, index 0)."""
     dtype = self.dtype if dtype is None else jnp.dtype(dtype)
-    shape = (batch, max_len, self.num_kv_heads, self.head_dim)
-    zeros = lambda: sharding.constrain(jnp.zeros(shape, dtype), _ACT_KV)
+    shape = (batch, self.num_kv_heads, max_len, self.head_dim)
+    zeros = lambda: sharding.constrain(jnp.zeros(shape, dtype), _CACHE)
     return KVCache(k=tuple(zeros() for _ in self.blocks), v=tuple(zeros() for _ in self.blocks),
                    valid=jnp.zeros((batch, max_len), bool), index=jnp.zeros((), jnp.int32))
 

@@ -32,18 +32,38 @@ def clip_id(seed: int, index: int) -> str:
   return f"syn_s{seed}_{index:06d}"
 
 
+def rgb_to_yuv420p(frame_hwc: np.ndarray) -> np.ndarray:
+  """uint8[H, W, 3] RGB -> uint8[H * 3 / 2, W] planar YUV 4:2:0 (BT.601,
+  limited range: what decoders assume for untagged SD video), chroma the
+  mean of each 2x2 block. Done here rather than by swscale, whose result
+  can depend on the input buffer's memory alignment (measured: the same
+  clip gave different bytes from run to run)."""
+  h, w, _ = frame_hwc.shape
+  rgb = frame_hwc.astype(np.float32)
+  m = np.array([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0],
+                [112.0, -93.786, -18.214]], np.float32) / 255.0
+  yuv = rgb @ m.T + np.array([16.0, 128.0, 128.0], np.float32)
+  y = yuv[..., 0]
+  uv = yuv[..., 1:].reshape(h // 2, 2, w // 2, 2, 2).mean(axis=(1, 3))
+  planes = [y.reshape(-1), uv[..., 0].reshape(-1), uv[..., 1].reshape(-1)]
+  return np.clip(np.rint(np.concatenate(planes)), 0, 255).astype(np.uint8).reshape(h * 3 // 2, w)
+
+
 def encode_mp4(path: str | os.PathLike, frames_thwc: np.ndarray, fps: float) -> None:
-  """Writes uint8[T, H, W, 3] RGB frames as an H.264 mp4 (even H and W)."""
+  """Writes uint8[T, H, W, 3] RGB frames as an H.264 mp4 (even H and W);
+  the same frames give the same bytes (single-threaded x264, colour
+  conversion in numpy)."""
   t, h, w, c = frames_thwc.shape
   if c != 3 or h % 2 or w % 2:
     raise ValueError(f"frames of shape {frames_thwc.shape}: need [T, H, W, 3] with even H, W")
   with av.open(str(path), "w", format="mp4") as container:
     stream = container.add_stream("libx264", rate=fractions.Fraction(fps).limit_denominator(1001),
-                                  options={"crf": "20", "preset": "veryfast"})
+                                  options={"crf": "20", "preset": "veryfast", "threads": "1"})
     stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
     stream.codec_context.thread_count = 1   # deterministic bytes
     for frame in frames_thwc:
-      container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+      yuv = av.VideoFrame.from_ndarray(rgb_to_yuv420p(frame), format="yuv420p")
+      container.mux(stream.encode(yuv))
     container.mux(stream.encode())
 
 

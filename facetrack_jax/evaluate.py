@@ -17,6 +17,9 @@ batch are dropped), detokenises and scores with
   breakdown, the ids the build skipped (``missing_ids``: they have a
   reference but no clip, so no prediction), timings;
 * ``per_clip.jsonl`` — events and scores per clip;
+* ``per_event.json`` — per event kind: recall, recall in the right phase,
+  the rate at which predictions name it, and the lift over that rate
+  (:mod:`facetrack_jax.metrics.event_breakdown`: ≈ 0 = named at chance);
 * ``report.md`` — the tables and a few predictions beside their references.
 
 Multi-host: every process runs the same command and captions its share of
@@ -202,6 +205,7 @@ def evaluate(config, workdir: str | os.PathLike, *, split: str = "test",
   a random-access record source to read instead of the TFDS split.
   """
   from facetrack_jax import report
+  from facetrack_jax.metrics.event_breakdown import event_breakdown
   from facetrack_jax.tokenizer import Tokenizer
   t0 = time.perf_counter()
   mesh = sharding.make_mesh(tuple(config.mesh.shape))
@@ -237,8 +241,11 @@ def evaluate(config, workdir: str | os.PathLike, *, split: str = "test",
   with open(out_dir / "per_clip.jsonl", "w") as f:
     for i, clip in per_clip.items():
       f.write(json.dumps({"id": i, "source": sources.get(i, "unknown"), **clip}) + "\n")
+  per_event = event_breakdown({r["id"]: r["caption"] for r in rows},
+                              {r["id"]: r["reference"] for r in rows})
+  (out_dir / "per_event.json").write_text(json.dumps(per_event, indent=1) + "\n")
   examples = [dict(r, source=sources.get(r["id"], "unknown")) for r in rows[:num_examples]]
-  (out_dir / "report.md").write_text(report.eval_report(metrics, examples))
+  (out_dir / "report.md").write_text(report.eval_report(metrics, examples, per_event))
   return metrics
 
 
@@ -278,7 +285,7 @@ def main(argv) -> None:
             file=sys.stderr)
     print(format_table(metrics))
     print(f"wrote {out}/: predictions.json, references.json, metrics.json, per_clip.jsonl, "
-          "report.md")
+          "per_event.json, report.md")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from facetrack_jax.metrics.event_breakdown import breakdown_table
+
 COLUMNS = ("CIDEr", "ROUGE-L", "AutoDQ", "TEM")
 
 
@@ -88,8 +90,10 @@ def _missing(metrics: Mapping) -> str:
           f"data build; not scored): {shown}\n")
 
 
-def eval_report(metrics: Mapping, examples: Sequence[Mapping]) -> str:
-  """``report.md`` of one evaluation (``evaluate.evaluate``'s metrics)."""
+def eval_report(metrics: Mapping, examples: Sequence[Mapping],
+                per_event: Mapping | None = None) -> str:
+  """``report.md`` of one evaluation (``evaluate.evaluate``'s metrics and,
+  if given, its ``event_breakdown``)."""
   m = metrics
   name = f"step {m['step']}"
   parts = [
@@ -100,9 +104,11 @@ def eval_report(metrics: Mapping, examples: Sequence[Mapping]) -> str:
       metrics_table([(s, v) for s, v in m["per_source"].items()], first="source"),
       "## Missing clips\n",
       _missing(m),
-      "## Generated captions beside references\n",
-      examples_section(examples),
   ]
+  if per_event:
+    parts += ["## Per event (offline lexicon; lift = recall - predicted rate, 0 = chance)\n",
+              breakdown_table(per_event)]
+  parts += ["## Generated captions beside references\n", examples_section(examples)]
   return "\n".join(parts)
 
 

@@ -96,8 +96,12 @@ def test_cli_writes_predictions_metrics_report_and_drops_padding(run, tmp_path):
   per_clip = [json.loads(line) for line in (out / "per_clip.jsonl").read_text().splitlines()]
   assert [r["id"] for r in per_clip] == ids and per_clip[0]["source"] == "synthetic"
 
+  per_event = json.loads((out / "per_event.json").read_text())
+  assert per_event and all(0.0 <= r["recall"] <= 1.0 for r in per_event.values())
+
   report = (out / "report.md").read_text()
   assert "| CIDEr | ROUGE-L | AutoDQ | TEM |" in report
+  assert "## Per event" in report and "| event |" in report
   assert ids[0] in report and MISSING_ID in report and preds[0]["caption"][:20] in report
 
 

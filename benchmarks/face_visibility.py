@@ -1,0 +1,157 @@
+r"""Can the face tower see each scripted event in the built face crops?
+
+    python -m benchmarks.face_visibility --data-dir data/tfds \
+        --name facetrack/synthetic_train1200_test120 \
+        --ground-truth data/tfds/downloads/facetrack_synthetic_n1320_seed0/ground_truth \
+        [--steps 1000] [--out benchmarks/results/face_visibility.json]
+
+A check of the DATA, not of the captioner: the demo's face ViT (the face
+tower of ``configs/tiny_synthetic.py`` at the demo's full size) plus a
+linear head is trained with direct supervision -- for every sampled frame
+with a face, which of the generator's events (``events.SYNTHETIC_EVENTS``)
+is active there (ground truth) -- on the train split's crops, and scored on
+the test split's by ROC AUC per event. AUC near 1: the crops show the
+event; near 0.5: the crops do not, and no captioner can learn it. Writes the
+table to ``<out>`` (JSON) and beside it (Markdown).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+from data_prep.video import sample_indices
+from facetrack_jax.events import SYNTHETIC_EVENTS
+
+KEYS = tuple(k for k in sorted(SYNTHETIC_EVENTS) if k != "mouth_close")  # an onset, no state
+
+
+def frame_labels(gt: dict, num_samples: int) -> np.ndarray:
+  """float32[T, len(KEYS)]: event k active at sampled frame t (the builder's
+  uniform sampler over the clip's ``num_frames``)."""
+  t = sample_indices(gt["num_frames"], num_samples)
+  y = np.zeros((num_samples, len(KEYS)), np.float32)
+  for e in gt["events"]:
+    if e["key"] in KEYS:
+      y[:, KEYS.index(e["key"])] = np.maximum(y[:, KEYS.index(e["key"])],
+                                               (t >= e["start"]) & (t < e["end"]))
+  return y
+
+
+def load_split(name: str, data_dir: str, split: str, gt_dir: pathlib.Path):
+  """(uint8[N, S, S, 3] crops of frames with a face, float32[N, K] labels)."""
+  import tensorflow_datasets as tfds
+  from facetrack_jax.input_pipeline import _images, _text
+  src = tfds.data_source(name, data_dir=data_dir, split=split)
+  crops, labels = [], []
+  for i in range(len(src)):
+    ex = src[i]
+    cid = _text(ex["id"])
+    gt_file = gt_dir / f"{cid}.json"
+    if not gt_file.exists():
+      raise FileNotFoundError(f"no ground truth for clip {cid!r}: {gt_file}")
+    faces = _images(ex["faces"], "faces", cid)
+    mask = np.asarray(ex["face_mask"]).astype(bool)
+    crops.append(faces[mask])
+    labels.append(frame_labels(json.loads(gt_file.read_text()), len(faces))[mask])
+  return np.concatenate(crops), np.concatenate(labels)
+
+
+def roc_auc(scores: np.ndarray, y: np.ndarray) -> float:
+  """Mann-Whitney AUC (ties broken by order; fine for continuous scores)."""
+  ranks = np.empty(len(scores))
+  ranks[np.argsort(scores)] = np.arange(len(scores))
+  pos = y > 0
+  p, n = pos.sum(), (~pos).sum()
+  return float((ranks[pos].sum() - p * (p - 1) / 2) / (p * n)) if p and n else float("nan")
+
+
+def train_probe(face_vit_cfg, x_train, y_train, x_test, steps: int, batch: int, seed: int = 0):
+  """Trains face ViT + mean pool + linear on BCE; returns test logits."""
+  import jax
+  import jax.numpy as jnp
+  import optax
+  from flax import nnx
+  from tqdm import tqdm
+
+  from facetrack_jax import sharding
+  from facetrack_jax.models.vit import ViT, preprocess
+
+  class Probe(nnx.Module):
+    def __init__(self, rngs):
+      self.vit = ViT(face_vit_cfg, rngs=rngs)
+      self.head = nnx.Linear(face_vit_cfg.width, len(KEYS), rngs=rngs)
+
+    def __call__(self, x_bssc):
+      return self.head(self.vit(preprocess(x_bssc)).mean(axis=1))   # float[B, K]
+
+  with sharding.use_mesh(sharding.make_mesh((1, 1, 1))):
+    model = Probe(nnx.Rngs(seed))
+    opt = nnx.Optimizer(model, optax.adamw(1e-3), wrt=nnx.Param)
+
+    @nnx.jit
+    def step(model, opt, x, y):
+      def loss_fn(m):
+        return optax.sigmoid_binary_cross_entropy(m(x), y).mean()
+      loss, grads = nnx.value_and_grad(loss_fn)(model)
+      opt.update(model, grads)
+      return loss
+
+    rng = np.random.default_rng(seed)
+    bar = tqdm(range(steps), desc="face probe", unit="step")
+    for s in bar:
+      idx = rng.integers(0, len(x_train), batch)
+      loss = step(model, opt, jnp.asarray(x_train[idx]), jnp.asarray(y_train[idx]))
+      if s % 50 == 0:
+        bar.set_postfix(loss=f"{float(loss):.4f}")
+    predict = nnx.jit(lambda m, x: m(x))
+    return np.concatenate([np.asarray(predict(model, jnp.asarray(x_test[i:i + 512])))
+                           for i in range(0, len(x_test), 512)])
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(prog="python -m benchmarks.face_visibility",
+                              description=__doc__.split("\n\n")[0])
+  p.add_argument("--data-dir", required=True, help="TFDS data_dir of the built set")
+  p.add_argument("--name", required=True, help="TFDS name, e.g. facetrack/synthetic_...")
+  p.add_argument("--ground-truth", required=True, help="the generator's ground_truth/ folder")
+  p.add_argument("--steps", type=int, default=1000)
+  p.add_argument("--batch", type=int, default=256)
+  p.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results"
+                                      / "face_visibility.json"))
+  a = p.parse_args(argv)
+  from facetrack_jax import main as demo
+  size = demo.SIZES["full"]
+  config = demo.load_config(size, [], {"name": a.name, "data_dir": a.data_dir, "tokenizer": ""})
+  gt = pathlib.Path(a.ground_truth)
+  t0 = time.perf_counter()
+  x_tr, y_tr = load_split(a.name, a.data_dir, "train", gt)
+  x_te, y_te = load_split(a.name, a.data_dir, "test", gt)
+  face_cfg = config.model.face_vit.copy_and_resolve_references()
+  face_cfg.image_size = x_tr.shape[1]
+  scores = train_probe(face_cfg, x_tr, y_tr, x_te, a.steps, a.batch)
+  rows = {k: {"test_frames_active": int(y_te[:, j].sum()), "auc": roc_auc(scores[:, j], y_te[:, j])}
+          for j, k in enumerate(KEYS)}
+  result = {"dataset": a.name, "face_size": int(x_tr.shape[1]), "train_frames": len(x_tr),
+            "test_frames": len(x_te), "steps": a.steps, "batch": a.batch,
+            "seconds": round(time.perf_counter() - t0, 1), "events": rows}
+  out = pathlib.Path(a.out)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps(result, indent=1) + "\n")
+  lines = [f"# Face-crop visibility of each event: {a.name}\n",
+           f"{len(x_tr)} train / {len(x_te)} test frames, {x_tr.shape[1]}-px crops, "
+           f"face ViT + linear, {a.steps} steps of {a.batch}; ROC AUC on test frames.\n",
+           "| event | active test frames | AUC |", "|---|---|---|"]
+  lines += [f"| {k} | {r['test_frames_active']} | {r['auc']:.3f} |" for k, r in rows.items()]
+  out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+  print("\n".join(lines))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

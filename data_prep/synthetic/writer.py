@@ -35,10 +35,13 @@ def clip_id(seed: int, index: int) -> str:
 def rgb_to_yuv420p(frame_hwc: np.ndarray) -> np.ndarray:
   """uint8[H, W, 3] RGB -> uint8[H * 3 / 2, W] planar YUV 4:2:0 (BT.601,
   limited range: what decoders assume for untagged SD video), chroma the
-  mean of each 2x2 block. Done here rather than by swscale: fed rgb24, the
-  same clip gave different mp4 bytes from run to run (measured; single-
-  threaded x264 either way, so the conversion is the likely cause, perhaps
-  through buffer alignment). With this conversion the bytes repeat."""
+  mean of each 2x2 block. Done here rather than by swscale because of
+  what was measured (2026-12-02): fed rgb24, the same clip gave different
+  mp4 bytes from run to run, single-threaded x264 and all; with this
+  conversion 3 clips repeated their bytes over 12 runs, in-process and in
+  worker processes. An integer-arithmetic variant of this same formula did
+  NOT repeat (one clip varied), so the variation is x264's and depends on
+  the content; its root cause is not known."""
   h, w, _ = frame_hwc.shape
   rgb = frame_hwc.astype(np.float32)
   m = np.array([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0],

@@ -135,12 +135,13 @@ def generate(out_dir: str | os.PathLike, num_clips: int, seed: int, *, num_frame
   jobs = [(str(root), seed, i, num_frames, width, height, fps) for i in range(num_clips)]
   start = time.perf_counter()
   bar = dict(total=num_clips, desc="synthetic clips", unit="clip")
-  if workers == 1:
-    made = [make_clip(*j) for j in tqdm.tqdm(jobs, **bar)]
-  else:
-    ctx = multiprocessing.get_context("spawn")   # no forked jax/XLA state
-    with ctx.Pool(workers) as pool:
-      made = list(tqdm.tqdm(pool.imap(_make_clip_star, jobs, chunksize=4), **bar))
+  # Always fresh (spawned) worker processes, workers=1 too: x264's bytes for
+  # the same frames were measured to depend on what the calling process had
+  # done before (after JAX ran in it, they differed), so clips are never
+  # encoded in the caller. No forked jax/XLA state either.
+  ctx = multiprocessing.get_context("spawn")
+  with ctx.Pool(workers) as pool:
+    made = list(tqdm.tqdm(pool.imap(_make_clip_star, jobs, chunksize=4), **bar))
   seconds = time.perf_counter() - start
   anns = [a for a, _, _ in made]
   people = np.bincount([n for _, n, _ in made], minlength=4)[1:].tolist()

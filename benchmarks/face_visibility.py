@@ -38,8 +38,8 @@ def frame_labels(gt: dict, num_samples: int) -> np.ndarray:
   y = np.zeros((num_samples, len(KEYS)), np.float32)
   for e in gt["events"]:
     if e["key"] in KEYS:
-      y[:, KEYS.index(e["key"])] = np.maximum(y[:, KEYS.index(e["key"])],
-                                               (t >= e["start"]) & (t < e["end"]))
+      j = KEYS.index(e["key"])
+      y[:, j] = np.maximum(y[:, j], (t >= e["start"]) & (t < e["end"]))
   return y
 
 
@@ -73,7 +73,6 @@ def roc_auc(scores: np.ndarray, y: np.ndarray) -> float:
 
 def train_probe(face_vit_cfg, x_train, y_train, x_test, steps: int, batch: int, seed: int = 0):
   """Trains face ViT + mean pool + linear on BCE; returns test logits."""
-  import jax
   import jax.numpy as jnp
   import optax
   from flax import nnx

@@ -6,8 +6,10 @@ Layout under ``out_dir`` (the video root)::
   annotations.json            [{"id", "video": "synthetic/<id>.mp4", "caption"}]
   ground_truth/<id>.json      boxes of every face, main index, events, caption
 
-Clip ``i`` of seed ``s`` depends only on (s, i): the same bytes whatever
-``num_clips`` or ``workers`` (x264 runs single-threaded for that).
+Clip ``i`` of seed ``s`` depends only on (s, i): the same frames whatever
+``num_clips`` or ``workers``; the mp4 bytes repeated in every measured run
+(clips are encoded in fresh worker processes, single-threaded x264; see
+:func:`rgb_to_yuv420p` for why that is measured, not guaranteed).
 """
 
 from __future__ import annotations
@@ -54,9 +56,10 @@ def rgb_to_yuv420p(frame_hwc: np.ndarray) -> np.ndarray:
 
 
 def encode_mp4(path: str | os.PathLike, frames_thwc: np.ndarray, fps: float) -> None:
-  """Writes uint8[T, H, W, 3] RGB frames as an H.264 mp4 (even H and W);
-  the same frames give the same bytes (single-threaded x264, colour
-  conversion in numpy)."""
+  """Writes uint8[T, H, W, 3] RGB frames as an H.264 mp4 (even H and W),
+  single-threaded x264 fed yuv420p from :func:`rgb_to_yuv420p`. Repeatable
+  bytes were measured for fresh processes only (see there and
+  :func:`generate`), not guaranteed."""
   t, h, w, c = frames_thwc.shape
   if c != 3 or h % 2 or w % 2:
     raise ValueError(f"frames of shape {frames_thwc.shape}: need [T, H, W, 3] with even H, W")
@@ -64,7 +67,7 @@ def encode_mp4(path: str | os.PathLike, frames_thwc: np.ndarray, fps: float) -> 
     stream = container.add_stream("libx264", rate=fractions.Fraction(fps).limit_denominator(1001),
                                   options={"crf": "20", "preset": "veryfast", "threads": "1"})
     stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-    stream.codec_context.thread_count = 1   # deterministic bytes
+    stream.codec_context.thread_count = 1
     for frame in frames_thwc:
       yuv = av.VideoFrame.from_ndarray(rgb_to_yuv420p(frame), format="yuv420p")
       container.mux(stream.encode(yuv))

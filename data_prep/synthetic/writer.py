@@ -8,8 +8,8 @@ Layout under ``out_dir`` (the video root)::
 
 Clip ``i`` of seed ``s`` depends only on (s, i): the same frames whatever
 ``num_clips`` or ``workers``; the mp4 bytes repeated in every measured run
-(clips are encoded in fresh worker processes, single-threaded x264; see
-:func:`rgb_to_yuv420p` for why that is measured, not guaranteed).
+(fresh worker processes, x264 single-threaded without assembly; see
+:func:`encode_mp4`).
 """
 
 from __future__ import annotations
@@ -36,36 +36,36 @@ def clip_id(seed: int, index: int) -> str:
 
 def rgb_to_yuv420p(frame_hwc: np.ndarray) -> np.ndarray:
   """uint8[H, W, 3] RGB -> uint8[H * 3 / 2, W] planar YUV 4:2:0 (BT.601,
-  limited range: what decoders assume for untagged SD video), chroma the
-  mean of each 2x2 block. Done here rather than by swscale because of
-  what was measured (2026-12-02): fed rgb24, the same clip gave different
-  mp4 bytes from run to run, single-threaded x264 and all; with this
-  conversion 3 clips repeated their bytes over 12 runs, in-process and in
-  worker processes. An integer-arithmetic variant of this same formula did
-  NOT repeat (one clip varied), so the variation is x264's and depends on
-  the content; its root cause is not known."""
+  limited range: what decoders assume for untagged SD video; the standard
+  8-bit integer formulas), chroma from the mean of each 2x2 block."""
   h, w, _ = frame_hwc.shape
-  rgb = frame_hwc.astype(np.float32)
-  m = np.array([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0],
-                [112.0, -93.786, -18.214]], np.float32) / 255.0
-  yuv = rgb @ m.T + np.array([16.0, 128.0, 128.0], np.float32)
-  y = yuv[..., 0]
-  uv = yuv[..., 1:].reshape(h // 2, 2, w // 2, 2, 2).mean(axis=(1, 3))
-  planes = [y.reshape(-1), uv[..., 0].reshape(-1), uv[..., 1].reshape(-1)]
-  return np.clip(np.rint(np.concatenate(planes)), 0, 255).astype(np.uint8).reshape(h * 3 // 2, w)
+  rgb = frame_hwc.astype(np.int32)
+  r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+  y = ((66 * r + 129 * g + 25 * b + 128) >> 8) + 16
+  q = rgb.reshape(h // 2, 2, w // 2, 2, 3).sum(axis=(1, 3))   # 4 x the 2x2 mean
+  qr, qg, qb = q[..., 0], q[..., 1], q[..., 2]
+  u = ((-38 * qr - 74 * qg + 112 * qb + 512) >> 10) + 128
+  v = ((112 * qr - 94 * qg - 18 * qb + 512) >> 10) + 128
+  planes = np.concatenate([y.reshape(-1), u.reshape(-1), v.reshape(-1)])
+  return np.clip(planes, 0, 255).astype(np.uint8).reshape(h * 3 // 2, w)
 
 
 def encode_mp4(path: str | os.PathLike, frames_thwc: np.ndarray, fps: float) -> None:
-  """Writes uint8[T, H, W, 3] RGB frames as an H.264 mp4 (even H and W),
-  single-threaded x264 fed yuv420p from :func:`rgb_to_yuv420p`. Repeatable
-  bytes were measured for fresh processes only (see there and
-  :func:`generate`), not guaranteed."""
+  """Writes uint8[T, H, W, 3] RGB frames as an H.264 mp4 (even H and W).
+
+  Repeatable bytes: measured (2026-12-02), libx264 here gave different
+  bytes for the same frames from run to run, single-threaded, and the
+  variation depended on the content and on the process's history; with
+  x264's assembly off (``asm=0``) the same clips repeated in every run.
+  So: single-threaded, no assembly (a 320x240 clip of 16 frames is cheap
+  either way), colour conversion in numpy."""
   t, h, w, c = frames_thwc.shape
   if c != 3 or h % 2 or w % 2:
     raise ValueError(f"frames of shape {frames_thwc.shape}: need [T, H, W, 3] with even H, W")
   with av.open(str(path), "w", format="mp4") as container:
     stream = container.add_stream("libx264", rate=fractions.Fraction(fps).limit_denominator(1001),
-                                  options={"crf": "20", "preset": "veryfast", "threads": "1"})
+                                  options={"crf": "20", "preset": "veryfast", "threads": "1",
+                                           "x264-params": "threads=1:lookahead-threads=1:asm=0"})
     stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
     stream.codec_context.thread_count = 1
     for frame in frames_thwc:

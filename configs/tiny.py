@@ -42,6 +42,10 @@ def get_model_config() -> ml_collections.ConfigDict:
   # prompt holds num_visual_tokens(cfg) copies of it, replaced by the
   # visual tokens in order (per frame: global tokens, then face tokens).
   m.visual_token_id = 4
+  # A per-frame event classifier on the visual tokens, trained from the
+  # captions' events (config.train.event_loss_weight; event_supervision.py).
+  # A training aid for towers trained from scratch; unused when generating.
+  m.event_head = False
   return m
 
 

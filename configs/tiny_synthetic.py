@@ -49,6 +49,9 @@ def get_config() -> ml_collections.ConfigDict:
       weight_decay=0.01,            # on matrices only
       clip_norm=1.0,                # global-norm clipping (0: off)
       grad_accum=1,                 # micro-batches per step (same update as one big batch)
+      # Weight of the caption-derived event loss (needs model.event_head;
+      # facetrack_jax/event_supervision.py). 0: captions only, as the paper.
+      event_loss_weight=0.0,
       # Parameter groups that train (runs of dotted path components, "*" = all);
       # the rest is frozen and keeps no optimizer state. Stage 1 of the paper
       # (projectors): ("global_stream", "face_stream", "time_embedding");

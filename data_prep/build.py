@@ -50,9 +50,13 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--num-train", type=int, default=2000, help="synthetic: train clips")
   p.add_argument("--num-test", type=int, default=200, help="synthetic: test clips")
   p.add_argument("--seed", type=int, default=0, help="synthetic: generator seed")
+  p.add_argument("--takes", type=int, default=1,
+                 help="synthetic: clips per cast (same people and set, other events)")
   p.add_argument("--num-frames", type=int, default=8, help="T, frames per clip")
   p.add_argument("--frame-size", type=int, default=64, help="H = W of the global frames")
   p.add_argument("--face-size", type=int, default=32, help="S, side of the face crops")
+  p.add_argument("--margin", type=float, default=0.25,
+                 help="face crop side = detected box side * (1 + 2 * margin)")
   p.add_argument("--detector", default="haar", choices=detect.available_detectors(),
                  help="face detector (data_prep/detect.py registry)")
   p.add_argument("--config-name", help="override the derived config name")
@@ -86,9 +90,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def make_builder(args) -> builder_lib.Facetrack:
   fields = dict(num_frames=args.num_frames, frame_size=args.frame_size,
-                face_size=args.face_size, detector=args.detector)
+                face_size=args.face_size, margin=args.margin, detector=args.detector)
   if args.synthetic:
-    fields.update(num_train=args.num_train, num_test=args.num_test, seed=args.seed)
+    fields.update(num_train=args.num_train, num_test=args.num_test, seed=args.seed,
+                  takes=args.takes)
   config = builder_lib.make_config("synthetic" if args.synthetic else "fecbench",
                                    name=args.config_name, **fields)
   return builder_lib.Facetrack(

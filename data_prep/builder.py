@@ -75,17 +75,19 @@ class FacetrackConfig(tfds.core.BuilderConfig):
   num_frames: int = 8      # T
   frame_size: int = 64     # H = W of the global view
   face_size: int = 32      # S
+  margin: float = 0.25     # face crop side = box side * (1 + 2 * margin)
   detector: str = "haar"
   min_video_frames: int = 2  # a still cannot show facial dynamics: skipped
   num_train: int = 2000
   num_test: int = 200
   seed: int = 0
+  takes: int = 1           # synthetic clips per cast (same people and set, other events)
 
 
 _NAME_TAGS = (("num_frames", "t"), ("frame_size", "f"), ("face_size", "s"),
-              ("detector", ""), ("min_video_frames", "minf"), ("num_train", "train"),
-              ("num_test", "test"), ("seed", "seed"))
-_SYNTHETIC_ONLY = ("num_train", "num_test", "seed")
+              ("margin", "m"), ("detector", ""), ("min_video_frames", "minf"), ("num_train", "train"),
+              ("num_test", "test"), ("seed", "seed"), ("takes", "k"))
+_SYNTHETIC_ONLY = ("num_train", "num_test", "seed", "takes")
 
 
 def make_config(kind: str = "synthetic", *, name: str | None = None,
@@ -303,19 +305,22 @@ class Facetrack(tfds.core.GeneratorBasedBuilder):
     from data_prep import pipeline
     c = self.builder_config
     return pipeline.PrepConfig(num_frames=c.num_frames, frame_size=c.frame_size,
-                               face_size=c.face_size, detector=c.detector)
+                               face_size=c.face_size, margin=c.margin, detector=c.detector)
 
   # --- inputs ---
 
   def _synthetic_inputs(self, dl_manager) -> tuple[dict[str, str], str]:
     from data_prep import synthetic
     c = self.builder_config
+    if c.takes < 1 or c.num_train % c.takes:
+      raise BuildInputError(f"synthetic config {c.name}: num_train={c.num_train} must be a "
+                            f"multiple of takes={c.takes} (no cast in both splits)")
     root = pathlib.Path(dl_manager.download_dir) / (
-        f"facetrack_synthetic_n{c.num_train + c.num_test}_seed{c.seed}")
+        f"facetrack_synthetic_n{c.num_train + c.num_test}_seed{c.seed}_takes{c.takes}")
     all_json = root / "annotations.json"
     if not all_json.exists():  # generated once, shared by every size config
       synthetic.generate(str(root), num_clips=c.num_train + c.num_test, seed=c.seed,
-                         workers=max(1, self._workers))
+                         workers=max(1, self._workers), takes=c.takes)
     records = sorted(json.loads(all_json.read_text()), key=lambda r: str(r.get("id")))
     parts = {"train": records[:c.num_train], "test": records[c.num_train:]}
     out = {}

@@ -38,7 +38,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from facetrack_jax import augment, prompt, sharding
+from facetrack_jax import augment, event_supervision, prompt, sharding
 from facetrack_jax.models.facetrack import num_visual_tokens
 
 TEXT_FIELDS = ("caption", "id", "video", "source")
@@ -125,6 +125,7 @@ class TrainTransform(grain.transforms.RandomMap):
   color_jitter: float
   crop_scale: float
   paraphrase: bool
+  event_targets: bool = False   # add event_targets float32[P, E] (event_supervision.py)
 
   def random_map(self, element, rng: np.random.Generator) -> dict:
     ex = augment.augment(decode_example(element, self.spec), rng,
@@ -132,8 +133,11 @@ class TrainTransform(grain.transforms.RandomMap):
                          crop_scale=self.crop_scale)
     text = prompt.build_training_example(self.tokenizer, ex["caption"], self.n_visual,
                                          self.max_len, rng if self.paraphrase else None)
-    return dict(frames=ex["frames"], faces=ex["faces"], face_mask=ex["face_mask"], **text,
-                id=ex["id"])
+    out = dict(frames=ex["frames"], faces=ex["faces"], face_mask=ex["face_mask"], **text,
+               id=ex["id"])
+    if self.event_targets:  # from the caption as augmented (a flip swaps left/right)
+      out["event_targets"] = event_supervision.caption_targets(ex["caption"])
+    return out
 
 
 # -- configuration ---------------------------------------------------------------
@@ -199,7 +203,8 @@ def make_train_iterator(config, tokenizer, split: str = "train", *, source=None,
       tokenizer=tokenizer, spec=ExampleSpec.from_config(config.model),
       n_visual=num_visual_tokens(config.model), max_len=d.max_len,
       flip_prob=d.flip_prob, color_jitter=d.color_jitter, crop_scale=d.crop_scale,
-      paraphrase=d.paraphrase_instructions))
+      paraphrase=d.paraphrase_instructions,
+      event_targets=config.train.get("event_loss_weight", 0.0) > 0))
   ds = ds.batch(host_batch, drop_remainder=True)
   it_ds = ds.to_iter_dataset(_read_options(d))
   if d.worker_count > 0:

@@ -48,6 +48,7 @@ class Size:
   num_frames: int = 8
   frame_size: int = 64
   face_size: int = 32
+  takes: int = 1                   # clips per synthetic cast (data_prep.synthetic.writer)
   overrides: dict = dataclasses.field(default_factory=dict)   # dotted config keys
 
 
@@ -59,6 +60,9 @@ _FULL_MODEL = {
     "model.lm.width": 128, "model.lm.depth": 3, "model.lm.num_heads": 4,
     "model.lm.num_kv_heads": 2, "model.lm.head_dim": 32, "model.lm.mlp_dim": 256,
     "model.lm.vocab_size": 768,
+    # The towers start from scratch: the captions' events also train them
+    # directly (facetrack_jax/event_supervision.py, README "Training").
+    "model.event_head": True, "train.event_loss_weight": 1.0,
 }
 SIZES = {
     "full": Size(num_train=1200, num_test=120, vocab_size=768, overrides={
@@ -70,6 +74,7 @@ SIZES = {
                    "model.num_frames": 4, "model.frame_size": 32, "model.face_size": 16,
                    "model.vit.image_size": 32, "model.face_vit.image_size": 16,
                    "model.lm.vocab_size": 384, "data.max_len": 160, "data.batch_size": 8,
+                   "model.event_head": True, "train.event_loss_weight": 1.0,
                    "data.num_threads": 1, "data.paraphrase_instructions": False,
                    "train.num_steps": 12, "train.warmup_steps": 2,
                    "train.learning_rate": 3e-3, "train.checkpoint_every": 6,
@@ -118,7 +123,8 @@ def dataset_config(size: Size):
   from data_prep import builder as builder_lib
   return builder_lib.make_config("synthetic", num_train=size.num_train,
                                  num_test=size.num_test, num_frames=size.num_frames,
-                                 frame_size=size.frame_size, face_size=size.face_size)
+                                 frame_size=size.frame_size, face_size=size.face_size,
+                                 takes=size.takes)
 
 
 def data_paths(data_dir: pathlib.Path, size: Size) -> dict:

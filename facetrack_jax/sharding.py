@@ -47,6 +47,7 @@ RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     ("positions", None),         # learned position embeddings / time embeddings
     ("queries", None),           # learned query tokens (attention pooling)
     ("norm", None),              # norm scales / biases
+    ("events", None),            # event classes (event_supervision.py)
 )
 
 

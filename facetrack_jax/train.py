@@ -162,6 +162,12 @@ def _check_config(config) -> None:
                      f"by config.train.grad_accum={t.grad_accum}")
   if t.checkpoint_every < 1 or t.log_every < 1:
     raise ValueError("config.train.checkpoint_every and log_every must be >= 1")
+  weight = t.get("event_loss_weight", 0.0)
+  if weight < 0:
+    raise ValueError(f"config.train.event_loss_weight must be >= 0, got {weight}")
+  if weight > 0 and not config.model.get("event_head", False):
+    raise ValueError(f"config.train.event_loss_weight={weight} needs config.model.event_head"
+                     "=True (the head the event loss trains)")
 
 
 def example_fingerprint(frames, faces) -> str:
@@ -215,6 +221,7 @@ def train(config, workdir: str, *, model_factory=train_step.default_model_factor
   initialize_distributed(config.get("distributed") or {})
   _check_config(config)
   t = config.train
+  event_weight = float(t.get("event_loss_weight", 0.0))
   workdir = os.path.abspath(workdir)
   mesh = sharding.make_mesh(tuple(config.mesh.shape))
   tokenizer = Tokenizer(config.data.tokenizer)
@@ -248,7 +255,7 @@ def train(config, workdir: str, *, model_factory=train_step.default_model_factor
         batch = input_pipeline.to_global(batch_np, mesh)
         if step_fn is None:
           step_fn = train_step.jit_train_step(
-              setup, {k: v.ndim for k, v in batch.items()}, t.grad_accum)
+              setup, {k: v.ndim for k, v in batch.items()}, t.grad_accum, event_weight)
         state, m = step_fn(state, setup.rest, batch)
         step += 1
         preempted = watch.should_stop(step)
@@ -264,7 +271,8 @@ def train(config, workdir: str, *, model_factory=train_step.default_model_factor
           tic, logged = toc, step
           b, l = batch["tokens"].shape
           writer.write(step, {"loss": m["loss"], "lr": m["lr"], "grad_norm": m["grad_norm"],
-                              "tokens_per_s": b * l / dt, "examples_per_s": b / dt})
+                              "tokens_per_s": b * l / dt, "examples_per_s": b / dt,
+                              **({"event_loss": m["event_loss"]} if event_weight > 0 else {})})
           bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
         bar.update(1)
         if save:

@@ -18,6 +18,7 @@ runs with explicit in/out shardings and donates the state.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +29,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from facetrack_jax import optim, sharding
+from facetrack_jax import event_supervision, optim, sharding
 
 ModelFactory = Callable[[ml_collections.ConfigDict, nnx.Rngs], nnx.Module]
 
@@ -143,17 +144,27 @@ def init_rest(config, setup: Setup, model_factory: ModelFactory = default_model_
 
 
 # -- loss ----------------------------------------------------------------------
-def loss_sums(model, batch) -> tuple[jax.Array, jax.Array]:
-  """(Σ masked token cross-entropy, Σ loss_mask) of one batch.
+def loss_sums(model, batch, event_weight: float = 0.0) -> dict[str, jax.Array]:
+  """Sums over one batch: ``ce`` (Σ masked token cross-entropy), ``tokens``
+  (Σ loss_mask) and, with ``event_weight`` > 0, ``event`` (Σ sigmoid
+  cross-entropy of the phase event logits, :mod:`event_supervision`).
 
   batch: frames uint8[B,T,H,W,3], faces uint8[B,T,S,S,3], face_mask bool[B,T],
-  tokens / targets int32[B,L], loss_mask float32[B,L].
+  tokens / targets int32[B,L], loss_mask float32[B,L]; with events also
+  event_targets float32[B,P,E].
   """
-  logits_blv = model(batch["frames"], batch["faces"], batch["face_mask"], batch["tokens"])
+  args = (batch["frames"], batch["faces"], batch["face_mask"], batch["tokens"])
+  out = {}
+  if event_weight > 0:
+    logits_blv, events_bte = model(*args, with_events=True)
+    out["event"] = event_supervision.loss_sum(events_bte, batch["event_targets"])
+  else:
+    logits_blv = model(*args)
   ce_bl = optax.softmax_cross_entropy_with_integer_labels(
       logits_blv.astype(jnp.float32), batch["targets"])
   mask_bl = batch["loss_mask"].astype(jnp.float32)
-  return jnp.sum(ce_bl * mask_bl), jnp.sum(mask_bl)
+  out["ce"], out["tokens"] = jnp.sum(ce_bl * mask_bl), jnp.sum(mask_bl)
+  return out
 
 
 def _microbatches(batch, k: int):
@@ -168,53 +179,69 @@ def _microbatches(batch, k: int):
   return jax.tree.map(split, batch)
 
 
-def make_grad_fn(setup: Setup, grad_accum: int = 1):
-  """``(params, rest, batch) -> (Σ CE·mask, Σ mask, Σ-gradients)`` over the
-  whole global batch. With ``grad_accum`` k > 1 the batch is cut into k
-  micro-batches (a ``lax.scan``) whose token-summed gradients are added up:
-  divided once by the total mask, that is exactly the big batch's gradient.
-  Gradients stop at frozen params (no backward pass through a frozen tower).
+def make_grad_fn(setup: Setup, grad_accum: int = 1, event_weight: float = 0.0):
+  """``(params, rest, batch) -> (sums, gradient of the objective × N)`` over
+  the whole global batch, N = Σ loss_mask. The objective is
+
+      Σ CE·mask / N  +  event_weight · Σ event BCE / (B · P · E)
+
+  (the second term only with ``event_weight`` > 0); N is read off the batch
+  before the forward pass, so every micro-batch's gradient is already on the
+  scale of the whole batch. With ``grad_accum`` k > 1 the batch is cut into k
+  micro-batches (a ``lax.scan``) whose gradients are added up: divided once
+  by N, that is exactly the big batch's gradient. ``sums`` holds the
+  :func:`loss_sums` of the whole batch. Gradients stop at frozen params (no
+  backward pass through a frozen tower).
   """
   graphdef, labels = setup.graphdef, setup.labels
 
-  def sums_fn(params, rest, batch):
+  def objective_fn(params, rest, batch, n_tok, n_event):
     params = jax.tree.map(lambda l, p: p if l == optim.TRAINABLE else jax.lax.stop_gradient(p),
                           labels, params)
-    return loss_sums(nnx.merge(graphdef, params, rest), batch)
+    sums = loss_sums(nnx.merge(graphdef, params, rest), batch, event_weight)
+    objective = sums["ce"]
+    if event_weight > 0:
+      objective = objective + event_weight * jnp.maximum(n_tok, 1.0) / n_event * sums["event"]
+    return objective, sums
 
-  grad_fn = jax.value_and_grad(sums_fn, has_aux=True)
+  grad_fn = jax.value_and_grad(objective_fn, has_aux=True)
 
   def fn(params, rest, batch):
+    n_tok = jnp.sum(batch["loss_mask"].astype(jnp.float32))
+    n_event = (float(math.prod(batch["event_targets"].shape)) if event_weight > 0 else 1.0)
     if grad_accum == 1:
-      (loss_sum, n_tok), grads = grad_fn(params, rest, batch)
-      return loss_sum, n_tok, grads
+      (_, sums), grads = grad_fn(params, rest, batch, n_tok, n_event)
+      return sums, grads
 
     def body(carry, mb):
-      g_acc, l_acc, n_acc = carry
-      (l, n), g = grad_fn(params, rest, mb)
-      return (jax.tree.map(jnp.add, g_acc, g), l_acc + l, n_acc + n), None
+      g_acc, s_acc = carry
+      (_, s), g = grad_fn(params, rest, mb, n_tok, n_event)
+      return (jax.tree.map(jnp.add, g_acc, g), jax.tree.map(jnp.add, s_acc, s)), None
 
     zeros = jax.tree.map(jnp.zeros_like, params)
-    (grads, loss_sum, n_tok), _ = jax.lax.scan(
-        body, (zeros, jnp.float32(0), jnp.float32(0)), _microbatches(batch, grad_accum))
-    return loss_sum, n_tok, grads
+    zero_sums = {k: jnp.float32(0) for k in ("ce", "tokens") + (
+        ("event",) if event_weight > 0 else ())}
+    (grads, sums), _ = jax.lax.scan(body, (zeros, zero_sums), _microbatches(batch, grad_accum))
+    return sums, grads
 
   return fn
 
 
-def make_train_step(setup: Setup, grad_accum: int = 1):
+def make_train_step(setup: Setup, grad_accum: int = 1, event_weight: float = 0.0):
   """The un-jitted step ``(state, rest, batch) -> (state, metrics)``.
 
-  loss = Σ CE·mask / Σ mask over the global batch (:func:`make_grad_fn`);
-  then clip → AdamW on the trainable params; frozen params pass through.
+  loss = Σ CE·mask / Σ mask over the global batch (:func:`make_grad_fn`;
+  plus the weighted event loss, logged apart as ``event_loss``); then clip →
+  AdamW on the trainable params; frozen params pass through.
   """
   labels, tx, schedule = setup.labels, setup.tx, setup.schedule
   trainable = lambda l: l == optim.TRAINABLE
-  grad_fn = make_grad_fn(setup, grad_accum)
+  grad_fn = make_grad_fn(setup, grad_accum, event_weight)
 
   def step(state, rest, batch):
     params = state["params"]
-    loss_sum, n_tok, grads = grad_fn(params, rest, batch)
+    sums, grads = grad_fn(params, rest, batch)
+    loss_sum, n_tok = sums["ce"], sums["tokens"]
     denom = jnp.maximum(n_tok, 1.0)
     grads = jax.tree.map(lambda g: g / denom, grads)
     updates, opt_state = tx.update(grads, state["opt_state"], params)
@@ -230,6 +257,8 @@ def make_train_step(setup: Setup, grad_accum: int = 1):
     metrics = {"loss": loss_sum / denom, "grad_norm": optax.tree.norm(grads),
                "lr": schedule(state["step"]), "target_tokens": n_tok,
                "params_finite": finite}
+    if event_weight > 0:
+      metrics["event_loss"] = sums["event"] / math.prod(batch["event_targets"].shape)
     new_state = {"step": state["step"] + 1, "params": new_params, "opt_state": opt_state}
     return new_state, metrics
 
@@ -242,12 +271,13 @@ def batch_shardings(mesh: Mesh, batch_spec: dict[str, int]) -> dict[str, NamedSh
           for k, n in batch_spec.items()}
 
 
-def jit_train_step(setup: Setup, batch_spec: dict[str, int], grad_accum: int = 1):
+def jit_train_step(setup: Setup, batch_spec: dict[str, int], grad_accum: int = 1,
+                   event_weight: float = 0.0):
   """``jax.jit`` of :func:`make_train_step` with explicit shardings; the state
   (argument 0) is donated."""
   replicated = NamedSharding(setup.mesh, P())
   return jax.jit(
-      make_train_step(setup, grad_accum),
+      make_train_step(setup, grad_accum, event_weight),
       in_shardings=(setup.state_shardings, setup.rest_shardings,
                     batch_shardings(setup.mesh, batch_spec)),
       out_shardings=(setup.state_shardings, replicated),

@@ -72,6 +72,24 @@ def test_synthetic_config_builds_both_splits_without_tensorflow(synthetic_build)
   assert (b.data_path / builder_lib.ERRORS_FILE).read_text() == ""
 
 
+def test_synthetic_casts_never_straddle_the_split(tmp_path):
+  """--takes k: the train clip count must be a multiple of k, else a cast
+  would act in both splits; refused before anything is generated."""
+  cfg = builder_lib.make_config("synthetic", num_train=3, num_test=1, takes=2, **SIZES)
+  assert cfg.name.endswith("_k2")
+  with pytest.raises(builder_lib.BuildInputError, match="multiple of takes=2"):
+    builder_lib.Facetrack(config=cfg, data_dir=str(tmp_path), progress=False
+                          ).download_and_prepare(file_format="array_record")
+  assert not list(tmp_path.rglob("*.mp4"))
+
+
+def test_crop_margin_reaches_the_pipeline():
+  cfg = builder_lib.make_config("synthetic", num_train=3, num_test=1, margin=0.1, **SIZES)
+  assert "_m0.1" in cfg.name
+  assert builder_lib.Facetrack(config=cfg).prep_config.margin == 0.1
+  assert builder_lib.Facetrack(config=SYNTH).prep_config.margin == 0.25
+
+
 def test_separate_process_reads_with_name_and_data_dir_only(synthetic_build):
   data_dir, _, _ = synthetic_build
   code = ("import sys, tensorflow_datasets as tfds\n"

@@ -206,6 +206,25 @@ def test_generate_is_deterministic_with_valid_files(tmp_path):
       assert e["phase"] in PHASES and 0 <= e["start"] < e["end"] <= 16
 
 
+def test_takes_of_one_cast_share_people_and_set_not_events():
+  """--takes: consecutive clips share the cast (people, background, camera);
+  each take scripts its own events and layout; the next cast is new."""
+  casts = [writer.cast_of(7, i, takes=3) for i in range(6)]
+  assert casts[0] == casts[1] == casts[2] and casts[3] == casts[4] == casts[5]
+  assert casts[0] != casts[3]
+  clips = [script.sample_clip_script(np.random.default_rng([7, i]), cast=casts[i])
+           for i in range(3)]
+  for c in clips:
+    assert c.main_person.attributes == casts[0].attributes[0]
+    assert sorted(map(str, (p.attributes for p in c.people))) == sorted(
+        map(str, casts[0].attributes))
+    assert c.render_seed == casts[0].render_seed
+  assert len({str([(e.key, e.phase) for e in c.main_person.events]) for c in clips}) > 1
+  with pytest.raises(ValueError, match="cast has"):
+    script.sample_clip_script(np.random.default_rng(0), cast=casts[0],
+                              num_people=len(casts[0].attributes) % 3 + 1)
+
+
 def test_bad_arguments_are_named(tmp_path):
   with pytest.raises(ValueError, match="num_clips"):
     writer.generate(tmp_path, 0, seed=0)
@@ -213,6 +232,8 @@ def test_bad_arguments_are_named(tmp_path):
     writer.generate(tmp_path, 1, seed=0, num_frames=4)
   with pytest.raises(ValueError, match="width x height"):
     writer.generate(tmp_path, 1, seed=0, width=321)
+  with pytest.raises(ValueError, match="takes"):
+    writer.generate(tmp_path, 1, seed=0, takes=0)
 
 
 def test_haar_finds_open_eyed_main_faces_and_misses_closed_ones():

@@ -83,7 +83,8 @@ def test_logits_and_loss_match(pair, batch):
   assert batch["face_mask"].any() and not batch["face_mask"].all()  # both face paths
   with sharding.use_mesh():
     ours = np.asarray(_logits(model, {k: jnp.asarray(v) for k, v in batch.items()}))
-    loss_sum, n = nnx.jit(loss_sums)(model, {k: jnp.asarray(v) for k, v in batch.items()})
+    sums = nnx.jit(loss_sums)(model, {k: jnp.asarray(v) for k, v in batch.items()})
+    loss_sum, n = sums["ce"], sums["tokens"]
   tb = tr.to_torch(batch)
   with torch.no_grad():
     theirs = ref(tb["frames"], tb["faces"], tb["face_mask"], tb["tokens"])

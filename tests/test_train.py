@@ -59,20 +59,31 @@ def _run_steps(config, mesh, batch, steps=1):
   return setup, init, state, jax.device_get(metrics)
 
 
-def test_grad_accumulation_gives_the_big_batch_gradient(data):
+EVENTS = dict(model__event_head=True, train__event_loss_weight=1.0)
+
+
+@pytest.mark.parametrize("event_weight", [0.0, 1.0])
+def test_grad_accumulation_gives_the_big_batch_gradient(data, event_weight):
   """The train step's gradient (train_step.make_grad_fn) with 2 micro-batches
-  equals the one-batch gradient: Σ of token-summed grads / total tokens."""
-  config = th.make_config(th.overrides(data, mesh__shape=(2, 2, 2)))
+  equals the one-batch gradient: Σ of token-summed grads / total tokens, and
+  with the event loss (event_supervision.py) too."""
+  extra = EVENTS if event_weight else {}
+  config = th.make_config(th.overrides(data, mesh__shape=(2, 2, 2), **extra))
   mesh = sharding.make_mesh((2, 2, 2))
   batch = _one_batch(config, mesh)
+  assert ("event_targets" in batch) == bool(event_weight)
   setup = train_step.make_setup(config, mesh)
   params = train_step.init_state(config, setup)["params"]
-  out = {}
+  out, events = {}, {}
   with sharding.use_mesh(mesh):
     for k in (1, 2):
-      loss_sum, n_tok, grads = jax.jit(train_step.make_grad_fn(setup, k))(
+      sums, grads = jax.jit(train_step.make_grad_fn(setup, k, event_weight))(
           params, setup.rest, batch)
-      out[k] = jax.device_get((loss_sum / n_tok, jax.tree.map(lambda g: g / n_tok, grads)))
+      n_tok = sums["tokens"]
+      out[k] = jax.device_get((sums["ce"] / n_tok, jax.tree.map(lambda g: g / n_tok, grads)))
+      events[k] = float(sums.get("event", 0.0))
+  if event_weight:
+    assert events[1] > 0 and math.isclose(events[1], events[2], rel_tol=1e-5)
   (loss1, g1), (loss2, g2) = out[1], out[2]
   scale = max(jax.tree.leaves(jax.tree.map(lambda a: float(np.abs(a).max()), g1)))
   diff = max(jax.tree.leaves(jax.tree.map(lambda a, b: float(np.abs(a - b).max()), g1, g2)))
@@ -80,6 +91,38 @@ def test_grad_accumulation_gives_the_big_batch_gradient(data):
   assert scale > 0
   assert diff <= 1e-5 * scale
   assert math.isclose(loss1, loss2, rel_tol=1e-6)
+
+
+def test_event_loss_trains_the_visual_path(data):
+  """With config.train.event_loss_weight the step also fits the captions'
+  events (event_supervision.py): on one repeated batch the event loss falls
+  below half its start, and the gradient reaches the face tower."""
+  config = th.make_config(th.overrides(data, mesh__shape=(8, 1, 1), **EVENTS))
+  mesh = sharding.make_mesh((8, 1, 1))
+  batch = _one_batch(config, mesh)
+  assert float(batch["event_targets"].sum()) > 0
+  setup = train_step.make_setup(config, mesh)
+  state = train_step.init_state(config, setup)
+  before = jax.device_get(state["params"]["face_vit"])
+  losses = []
+  with sharding.use_mesh(mesh):
+    fn = train_step.jit_train_step(setup, {k: v.ndim for k, v in batch.items()},
+                                   event_weight=1.0)
+    for _ in range(25):
+      state, m = fn(state, setup.rest, batch)
+      losses.append(float(m["event_loss"]))
+  print(f"event loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+  assert losses[-1] < 0.5 * losses[0], losses
+  after = jax.device_get(state["params"]["face_vit"])
+  moved = jax.tree.leaves(jax.tree.map(lambda a, b: float(np.abs(a - b).max()), before, after))
+  assert max(moved) > 0
+
+
+def test_event_loss_without_the_head_is_refused(data, tmp_path):
+  from facetrack_jax import train
+  config = th.make_config(th.overrides(data, train__event_loss_weight=1.0))
+  with pytest.raises(ValueError, match="event_head"):
+    train.train(config, str(tmp_path / "w"))
 
 
 STAGE1 = ("global_stream", "face_stream", "time_embedding")

@@ -15,10 +15,13 @@ def main(argv=None) -> dict:
   ap.add_argument("--width", type=int, default=320)
   ap.add_argument("--height", type=int, default=240)
   ap.add_argument("--fps", type=float, default=8.0)
+  ap.add_argument("--takes", type=int, default=1,
+                  help="consecutive clips sharing one cast (people and set)")
   ap.add_argument("--workers", type=int, default=1, help="processes (1 = in this process)")
   a = ap.parse_args(argv)
   summary = writer.generate(a.out, a.num_clips, a.seed, num_frames=a.frames, width=a.width,
-                            height=a.height, fps=a.fps, workers=a.workers)
+                            height=a.height, fps=a.fps, workers=a.workers,
+                            takes=a.takes)
   print(json.dumps(summary, indent=1))
   return summary
 

@@ -196,19 +196,46 @@ def _sample_timeline(rng, num_frames, n_events, forbid=None) -> list[ScriptEvent
   return sorted(events, key=lambda e: e.start)
 
 
-def sample_clip_script(rng: np.random.Generator, num_frames: int = 16, width: int = 320,
-                       height: int = 240, fps: float = 8.0, *, num_people: int | None = None,
-                       min_events: int = 2, max_events: int = 6) -> ClipScript:
-  """A random clip: 1-3 people, the main one doing 2-6 events over 4 phases,
-  distractors doing other things (never the main's event in the same phase)."""
-  if num_frames < 8:
-    raise ValueError(f"num_frames={num_frames}: need >= 8 (2 per phase)")
+@dataclasses.dataclass(frozen=True)
+class Cast:
+  """Who is in a scene and where it is shot, shared by every take of it:
+  ``attributes[0]`` is the main character's, the rest the distractors';
+  ``render_seed`` fixes background, camera motion and noise."""
+  attributes: tuple[dict, ...]
+  render_seed: int
+
+
+def sample_cast(rng: np.random.Generator, num_people: int | None = None) -> Cast:
+  """1-3 people (or ``num_people``) and a set."""
   if num_people is not None and not 1 <= num_people <= 3:
     raise ValueError(f"num_people={num_people}: must be 1, 2 or 3")
+  n = num_people or int(rng.choice((1, 2, 3), p=(0.25, 0.4, 0.35)))
+  attrs = tuple(people_lib.sample_attributes(rng) for _ in range(n))
+  return Cast(attrs, int(rng.integers(0, 2 ** 31 - 1)))
+
+
+def sample_clip_script(rng: np.random.Generator, num_frames: int = 16, width: int = 320,
+                       height: int = 240, fps: float = 8.0, *, num_people: int | None = None,
+                       min_events: int = 2, max_events: int = 6,
+                       cast: Cast | None = None) -> ClipScript:
+  """A random clip: 1-3 people, the main one doing 2-6 events over 4 phases,
+  distractors doing other things (never the main's event in the same phase).
+
+  ``cast`` (default: one drawn from ``rng``) fixes the people and the set, so
+  several takes of one scene differ only in layout and in what each face
+  does -- as real data sets film each actor many times (RAVDESS, ...): who
+  is on screen then says nothing about what they do.
+  """
+  if num_frames < 8:
+    raise ValueError(f"num_frames={num_frames}: need >= 8 (2 per phase)")
   if not 1 <= min_events <= max_events <= 8:
     raise ValueError(f"min_events={min_events}, max_events={max_events}: need "
                      "1 <= min_events <= max_events <= 8")
-  n_people = num_people or int(rng.choice((1, 2, 3), p=(0.25, 0.4, 0.35)))
+  if cast is None:
+    cast = sample_cast(rng, num_people)
+  elif num_people is not None and num_people != len(cast.attributes):
+    raise ValueError(f"num_people={num_people} but the cast has {len(cast.attributes)}")
+  n_people = len(cast.attributes)
   tracks = people_lib.sample_layout(rng, n_people, num_frames, width, height)
   main_events: list[ScriptEvent] = []
   while len(main_events) < min_events:
@@ -222,11 +249,11 @@ def sample_clip_script(rng: np.random.Generator, num_frames: int = 16, width: in
         rng, num_frames, int(rng.integers(1, 5)), forbid)
     idle = np.clip(rng.normal(0, 1, (num_frames, 2)).cumsum(0) * [0.02, 0.6], [-0.08, -3.0],
                    [0.08, 3.0])   # slow head sway: yaw, roll (deg)
-    persons.append(PersonScript(people_lib.sample_attributes(rng), events, cx, cy, r, idle))
+    persons.append(PersonScript(cast.attributes[i], events, cx, cy, r, idle))
   order = rng.permutation(n_people)   # the main character is not always first
   persons = [persons[j] for j in order]
   return ClipScript(num_frames, width, height, fps, persons, int(np.argmin(order)),
-                    int(rng.integers(0, 2 ** 31 - 1)))
+                    cast.render_seed)
 
 
 def true_events(script: ClipScript) -> list[Event]:

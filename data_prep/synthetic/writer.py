@@ -95,14 +95,23 @@ def ground_truth(cid: str, video: str, script: script_lib.ClipScript,
   }
 
 
+_CAST_STREAM = 0xCA57   # keeps the cast's random stream apart from the clips'
+
+
+def cast_of(seed: int, index: int, takes: int) -> script_lib.Cast:
+  """The cast of clip ``index``: clips ``g*takes .. g*takes + takes-1`` share one."""
+  return script_lib.sample_cast(np.random.default_rng([seed, _CAST_STREAM, index // takes]))
+
+
 def make_clip(out_dir: str, seed: int, index: int, num_frames: int, width: int, height: int,
-              fps: float) -> tuple[dict, int, int]:
+              fps: float, takes: int = 1) -> tuple[dict, int, int]:
   """Samples, renders and writes clip ``index``; returns (its annotation,
   number of people, number of main-character events)."""
   cid = clip_id(seed, index)
   try:
     rng = np.random.default_rng([seed, index])
-    script = script_lib.sample_clip_script(rng, num_frames, width, height, fps)
+    script = script_lib.sample_clip_script(rng, num_frames, width, height, fps,
+                                           cast=cast_of(seed, index, takes))
     caption = captions.write_caption(script, rng)
     frames, boxes = scene.render_clip(script)
     video = f"{SOURCE}/{cid}.mp4"
@@ -121,9 +130,13 @@ def _make_clip_star(args):
 
 
 def generate(out_dir: str | os.PathLike, num_clips: int, seed: int, *, num_frames: int = 16,
-             width: int = 320, height: int = 240, fps: float = 8.0, workers: int = 1) -> dict:
+             width: int = 320, height: int = 240, fps: float = 8.0, workers: int = 1,
+             takes: int = 1) -> dict:
   """Writes ``num_clips`` clips under ``out_dir``; returns a summary dict
-  (counts, seconds, clips_per_s, people / events histograms)."""
+  (counts, seconds, clips_per_s, people / events histograms).
+
+  ``takes``: consecutive clips sharing one cast (people and set, see
+  :func:`cast_of`); each take scripts its own layout and events."""
   if num_clips < 1:
     raise ValueError(f"num_clips={num_clips}: must be >= 1")
   if num_frames < 8:
@@ -132,10 +145,12 @@ def generate(out_dir: str | os.PathLike, num_clips: int, seed: int, *, num_frame
     raise ValueError(f"width x height = {width}x{height}: need even sizes >= 160x120")
   if workers < 1:
     raise ValueError(f"workers={workers}: must be >= 1")
+  if takes < 1:
+    raise ValueError(f"takes={takes}: must be >= 1")
   root = pathlib.Path(out_dir)
   (root / SOURCE).mkdir(parents=True, exist_ok=True)
   (root / "ground_truth").mkdir(parents=True, exist_ok=True)
-  jobs = [(str(root), seed, i, num_frames, width, height, fps) for i in range(num_clips)]
+  jobs = [(str(root), seed, i, num_frames, width, height, fps, takes) for i in range(num_clips)]
   start = time.perf_counter()
   bar = dict(total=num_clips, desc="synthetic clips", unit="clip")
   # Always fresh (spawned) worker processes, workers=1 too: x264's bytes for
@@ -152,6 +167,6 @@ def generate(out_dir: str | os.PathLike, num_clips: int, seed: int, *, num_frame
   (root / "annotations.json").write_text(json.dumps(anns, indent=1) + "\n")
   return {"out_dir": str(root), "annotations": str(root / "annotations.json"),
           "num_clips": num_clips, "seed": seed, "num_frames": num_frames,
-          "width": width, "height": height, "workers": workers,
+          "width": width, "height": height, "workers": workers, "takes": takes,
           "seconds": round(seconds, 2), "clips_per_s": round(num_clips / seconds, 2),
           "people_hist_1_to_3": people, "main_events_hist_1_to_6": events[:6]}

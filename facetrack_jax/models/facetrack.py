@@ -14,7 +14,9 @@ reconstruction (README, "Model"). Per clip::
       tokens replace them in order; the LM sees [text; visual; text].
 
 ``compressor.face_tokens = 0`` is the global-only baseline of the paper's
-comparison (no face tower is built).
+comparison (no face tower is built). ``event_head = True`` adds a linear
+per-frame event classifier on the visual tokens, a training aid only
+(``facetrack_jax/event_supervision.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from facetrack_jax import sharding
+from facetrack_jax import event_supervision, sharding
 from facetrack_jax.models.compressor import TimeEmbedding, VisualStream
 from facetrack_jax.models.lm import LM
 from facetrack_jax.models.vit import ViT, preprocess
@@ -75,12 +77,24 @@ class FaceTrackMM(nnx.Module):
                      masked=True, **kw) if has_face else None)
     self.time_embedding = TimeEmbedding(cfg.num_frames, cfg.lm.width,
                                         param_dtype=param_dtype, rngs=rngs)
+    # "btd,de->bte": mean visual token of each frame -> event logits.
+    n_events = len(event_supervision.EVENT_KEYS)
+    self.event_head = nnx.data(nnx.Linear(
+        cfg.lm.width, n_events, dtype=dtype, param_dtype=param_dtype, rngs=rngs,
+        kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(), ("embed", "events")),
+        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("events",)))
+        if cfg.get("event_head", False) else None)
     self.lm = LM(cfg.lm, **kw)
 
   def encode_visual(self, frames_bthwc: jax.Array, faces_btssc: jax.Array,
                     face_mask_bt: jax.Array) -> jax.Array:
     """uint8 frames [B, T, H, W, 3], uint8 faces [B, T, S, S, 3], bool mask
     [B, T] -> visual tokens float[B, T*(G+K), D_lm]."""
+    return self._visual(frames_bthwc, faces_btssc, face_mask_bt)[0]
+
+  def _visual(self, frames_bthwc, faces_btssc, face_mask_bt):
+    """(visual tokens float[B, T*(G+K), D], per-frame tokens before the time
+    embedding float[B, T, G+K, D])."""
     b, t = frames_bthwc.shape[:2]
     if t != self.num_frames:
       raise ValueError(f"FaceTrackMM: got {t} frames, the model is built for {self.num_frames}")
@@ -95,26 +109,40 @@ class FaceTrackMM(nnx.Module):
       tower = self.vit if self.face_vit is None else self.face_vit
       f_fkd = self.face_stream(tower(faces_fssc), mask=face_mask_bt.reshape(b * t))
       parts.append(f_fkd.reshape(b, t, self.face_tokens, -1))
-    v_btkd = self.time_embedding(jnp.concatenate(parts, axis=2))
+    u_btkd = jnp.concatenate(parts, axis=2)
+    v_btkd = self.time_embedding(u_btkd)
     v_bnd = v_btkd.reshape(b, -1, v_btkd.shape[-1])
-    return sharding.constrain(v_bnd, ("batch", "length", "act_embed"))
+    return sharding.constrain(v_bnd, ("batch", "length", "act_embed")), u_btkd
+
+  def event_logits(self, u_btkd: jax.Array) -> jax.Array:
+    """Per-frame tokens float[B, T, G+K, D] -> event logits float[B, T, E]."""
+    if self.event_head is None:
+      raise ValueError("FaceTrackMM.event_logits: the model was built with event_head=False")
+    return self.event_head(u_btkd.mean(axis=2))
 
   def embed(self, frames, faces, face_mask, tokens_bl: jax.Array) -> jax.Array:
     """Text embeddings with the visual tokens spliced in: float[B, L, D]."""
+    return self._embed(frames, faces, face_mask, tokens_bl)[0]
+
+  def _embed(self, frames, faces, face_mask, tokens_bl):
     text_bld = self.lm.embed(tokens_bl)
-    visual_bnd = self.encode_visual(frames, faces, face_mask)
-    return splice(text_bld, visual_bnd, tokens_bl == self.visual_token_id)
+    visual_bnd, u_btkd = self._visual(frames, faces, face_mask)
+    return splice(text_bld, visual_bnd, tokens_bl == self.visual_token_id), u_btkd
 
   def __call__(self, frames, faces, face_mask, tokens_bl: jax.Array, *,
-               mask_bl: jax.Array | None = None) -> jax.Array:
-    """Teacher-forced logits float32[B, L, V] for right-padded ``tokens``.
+               mask_bl: jax.Array | None = None, with_events: bool = False):
+    """Teacher-forced logits float32[B, L, V] for right-padded ``tokens``;
+    with ``with_events`` also the event logits float[B, T, E] of
+    :meth:`event_logits` (same forward pass).
 
     ``mask_bl`` (bool[B, L], True = real token) is optional: with right
     padding, causal attention already keeps pads out of every real position.
     """
-    x_bld = self.embed(frames, faces, face_mask, tokens_bl)
+    x_bld, u_btkd = self._embed(frames, faces, face_mask, tokens_bl)
     positions_bl = jnp.broadcast_to(jnp.arange(tokens_bl.shape[1]), tokens_bl.shape)
     logits_blv, _ = self.lm(x_bld, positions_bl, mask_bl=mask_bl)
+    if with_events:
+      return logits_blv, self.event_logits(u_btkd)
     return logits_blv
 
 

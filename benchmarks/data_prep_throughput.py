@@ -5,9 +5,16 @@ measures clips/s of (a) decoding every frame (``video.decode_video``, what any
 pipeline must pay) and (b) the whole ``process_video`` (decode + detect +
 track + choose + crop). Prints ``ratio = full / decode`` (target >= 0.5: face
 tracking at most doubles the cost of reading the videos) and writes it to
-``benchmarks/results/data_prep_<host>.json``.
+``benchmarks/results/data_prep_<host>[_<W>x<H>].json``.
 
-  python -m benchmarks.data_prep_throughput --num-clips 16 [--repeats 2]
+  python -m benchmarks.data_prep_throughput --num-clips 16 [--repeats 2] \
+      [--width 1280 --height 720]
+
+The ratio depends on the video's resolution: decoding grows with the pixel
+count, detection does not (the detector shrinks every frame to
+``max_side`` = 240 px first, ``data_prep/detect.py``). The synthetic set is
+320x240; real FEC-Bench sources are mostly 720p or larger (RAVDESS 1280x720),
+so measure both.
 """
 
 from __future__ import annotations
@@ -36,11 +43,11 @@ def _clips_per_s(fn, paths, repeats: int) -> float:
 
 
 def run(num_clips: int, seed: int, repeats: int, workdir: str,
-        overrides: dict | None = None) -> dict:
+        overrides: dict | None = None, width: int = 320, height: int = 240) -> dict:
   from data_prep import pipeline, synthetic, video
   from data_prep.errors import ClipError
 
-  synthetic.generate(workdir, num_clips=num_clips, seed=seed)
+  synthetic.generate(workdir, num_clips=num_clips, seed=seed, width=width, height=height)
   records = json.loads((pathlib.Path(workdir) / "annotations.json").read_text())
   paths = [str(pathlib.Path(workdir) / r["video"]) for r in records]
   cfg = pipeline.PrepConfig(**(overrides or {}))
@@ -73,6 +80,7 @@ def run(num_clips: int, seed: int, repeats: int, workdir: str,
       "processor": platform.processor(), "cpu_count": os.cpu_count(),
       "date": datetime.datetime.now().isoformat(timespec="seconds"),
       "num_clips": num_clips, "seed": seed, "repeats": repeats,
+      "video_size": [width, height],
       "frames_per_clip": frames / max(1, ok),
       "prep_config": {k: getattr(cfg, k) for k in
                       ("num_frames", "frame_size", "face_size", "detector",
@@ -92,6 +100,8 @@ def main(argv=None) -> int:
   p.add_argument("--num-clips", type=int, default=16)
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--repeats", type=int, default=1, help="best of this many passes")
+  p.add_argument("--width", type=int, default=320, help="synthetic video width")
+  p.add_argument("--height", type=int, default=240, help="synthetic video height")
   p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                  help="PrepConfig override, e.g. --set max_detect_frames=8 (int/float/str)")
   p.add_argument("--out", help="result JSON (default benchmarks/results/data_prep_<host>.json)")
@@ -108,13 +118,15 @@ def main(argv=None) -> int:
       except ValueError:
         pass
   with tempfile.TemporaryDirectory() as tmp:
-    res = run(args.num_clips, args.seed, args.repeats, tmp, overrides)
+    res = run(args.num_clips, args.seed, args.repeats, tmp, overrides, args.width, args.height)
   name = (res["host"] or res["machine"]).replace(os.sep, "_")
+  if (args.width, args.height) != (320, 240):
+    name += f"_{args.width}x{args.height}"
   out = pathlib.Path(args.out or pathlib.Path(__file__).parent / "results"
                      / f"data_prep_{name}.json")
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(json.dumps(res, indent=1) + "\n")
-  print(f"{args.num_clips} clips: decode-only {res['decode_clips_per_s']:.2f} clips/s, "
+  print(f"{args.num_clips} clips of {args.width}x{args.height}: decode-only {res['decode_clips_per_s']:.2f} clips/s, "
         f"full process_video {res['full_clips_per_s']:.2f} clips/s, ratio "
         f"{res['ratio_full_over_decode']:.2f} (target >= {TARGET_RATIO}: "
         f"{'met' if res['meets_target'] else 'NOT met'})")

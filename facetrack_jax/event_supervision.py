@@ -33,6 +33,12 @@ from facetrack_jax.events import PHASES, SYNTHETIC_EVENTS
 
 EVENT_KEYS: tuple[str, ...] = tuple(SYNTHETIC_EVENTS)
 NUM_PHASES = len(PHASES)
+_EVENT_INDEX = {k: i for i, k in enumerate(EVENT_KEYS)}
+
+
+def loss_weight(config) -> float:
+  """``config.train.event_loss_weight`` (0 when absent, e.g. input-only configs)."""
+  return float((config.get("train") or {}).get("event_loss_weight", 0.0))
 
 
 def caption_targets(caption: str) -> np.ndarray:
@@ -41,10 +47,9 @@ def caption_targets(caption: str) -> np.ndarray:
   are left out."""
   from facetrack_jax.metrics.judge_offline import all_events  # the metrics' lexicon
   y_pe = np.zeros((NUM_PHASES, len(EVENT_KEYS)), np.float32)
-  index = {k: i for i, k in enumerate(EVENT_KEYS)}
   for e in all_events(caption):
-    if e.phase in PHASES and e.key() in index:
-      y_pe[PHASES.index(e.phase), index[e.key()]] = 1.0
+    if e.phase in PHASES and e.key() in _EVENT_INDEX:
+      y_pe[PHASES.index(e.phase), _EVENT_INDEX[e.key()]] = 1.0
   return y_pe
 
 

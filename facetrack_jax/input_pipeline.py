@@ -204,7 +204,7 @@ def make_train_iterator(config, tokenizer, split: str = "train", *, source=None,
       n_visual=num_visual_tokens(config.model), max_len=d.max_len,
       flip_prob=d.flip_prob, color_jitter=d.color_jitter, crop_scale=d.crop_scale,
       paraphrase=d.paraphrase_instructions,
-      event_targets=(config.get("train") or {}).get("event_loss_weight", 0.0) > 0))
+      event_targets=event_supervision.loss_weight(config) > 0))
   ds = ds.batch(host_batch, drop_remainder=True)
   it_ds = ds.to_iter_dataset(_read_options(d))
   if d.worker_count > 0:

@@ -48,7 +48,6 @@ class Size:
   num_frames: int = 8
   frame_size: int = 64
   face_size: int = 32
-  takes: int = 1                   # clips per synthetic cast (data_prep.synthetic.writer)
   overrides: dict = dataclasses.field(default_factory=dict)   # dotted config keys
 
 
@@ -123,8 +122,7 @@ def dataset_config(size: Size):
   from data_prep import builder as builder_lib
   return builder_lib.make_config("synthetic", num_train=size.num_train,
                                  num_test=size.num_test, num_frames=size.num_frames,
-                                 frame_size=size.frame_size, face_size=size.face_size,
-                                 takes=size.takes)
+                                 frame_size=size.frame_size, face_size=size.face_size)
 
 
 def data_paths(data_dir: pathlib.Path, size: Size) -> dict:

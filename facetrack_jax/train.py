@@ -36,7 +36,7 @@ from flax import nnx
 from ml_collections import config_flags
 from tqdm import tqdm
 
-from facetrack_jax import checkpoint, logging_utils, sharding, train_step
+from facetrack_jax import checkpoint, event_supervision, logging_utils, sharding, train_step
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -162,7 +162,7 @@ def _check_config(config) -> None:
                      f"by config.train.grad_accum={t.grad_accum}")
   if t.checkpoint_every < 1 or t.log_every < 1:
     raise ValueError("config.train.checkpoint_every and log_every must be >= 1")
-  weight = t.get("event_loss_weight", 0.0)
+  weight = event_supervision.loss_weight(config)
   if weight < 0:
     raise ValueError(f"config.train.event_loss_weight must be >= 0, got {weight}")
   if weight > 0 and not config.model.get("event_head", False):
@@ -221,7 +221,7 @@ def train(config, workdir: str, *, model_factory=train_step.default_model_factor
   initialize_distributed(config.get("distributed") or {})
   _check_config(config)
   t = config.train
-  event_weight = float(t.get("event_loss_weight", 0.0))
+  event_weight = event_supervision.loss_weight(config)
   workdir = os.path.abspath(workdir)
   mesh = sharding.make_mesh(tuple(config.mesh.shape))
   tokenizer = Tokenizer(config.data.tokenizer)

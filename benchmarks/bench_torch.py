@@ -14,7 +14,10 @@ first step after a switch is timed apart (``*_after_switch``) and the ratio
 uses the second. Measured on the idle 2-core VM (2026-12-02): a JAX step
 right after a torch step took 2.3-4x its back-to-back time (10-18 s vs 4.4
 s for ``small``; sleeping 1 s between them did not help, so it is not
-OpenMP spinning), torch's own first step ~1.1x. A training job runs one
+OpenMP spinning), torch's own first step ~1.1x. The cause was glibc handing
+freed pages back to the kernel (``facetrack_jax/host_memory.py``): with its
+tunables (set by this module's CLI and ``benchmarks.run``) the first step
+after a switch took the steady time (2026-12-03). A training job runs one
 framework's steps back to back, so that is what the ratio compares.
 """
 
@@ -138,4 +141,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+  from facetrack_jax import host_memory
+  host_memory.retain_freed_memory()    # CPU: keep freed buffers (module doc)
   main()

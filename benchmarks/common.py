@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pathlib
 import platform
 import re
 import socket
@@ -121,11 +122,27 @@ def torch_thread_variants(fn: Callable[[], Any]) -> tuple[dict[int, Callable[[],
 
 
 # -- the device ----------------------------------------------------------------------
+def cpu_model() -> str:
+  """The host CPU from ``/proc/cpuinfo``: model name, family, model, e.g.
+  "AMD EPYC (family 25, model 17)". A VM's model name alone can hide different
+  generations (this project's 2-core "AMD EPYC" VM measured 408 and 174 GFLOP/s
+  fp32 peaks on different days), so the peak is always measured too."""
+  try:
+    info = {}
+    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+      key, _, value = line.partition(":")
+      info.setdefault(key.strip(), value.strip())
+    return f"{info['model name']} (family {info['cpu family']}, model {info['model']})"
+  except (OSError, KeyError):
+    return platform.processor() or platform.machine()
+
+
 def device_info() -> dict:
   d = jax.devices()[0]
   return dict(platform=d.platform, device_kind=d.device_kind, num_devices=jax.device_count(),
               cpu_count=os.cpu_count(), cores=cores(), host=socket.gethostname(),
-              processor=platform.processor() or platform.machine(),
+              processor=platform.processor() or platform.machine(), cpu_model=cpu_model(),
+              glibc_tunables=os.environ.get("GLIBC_TUNABLES"),
               jax=jax.__version__, load_average=list(os.getloadavg()))
 
 

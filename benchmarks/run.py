@@ -135,7 +135,9 @@ def markdown(report: dict) -> str:
   dev, r = report["device"], report["results"]
   lines = [f"# Benchmarks on `{report['machine']}`", "",
            f"{report['date']}; {dev['device_kind']} ({dev['platform']}), {dev['cpu_count']} CPU "
-           f"cores; jax {dev['jax']}; load average {dev['load_average'][0]:.1f} at start, "
+           f"cores ({dev.get('cpu_model', 'CPU model not recorded')}); jax {dev['jax']}; "
+           f"GLIBC_TUNABLES {dev.get('glibc_tunables') or 'unset'}; "
+           f"load average {dev['load_average'][0]:.1f} at start, "
            f"{report['load_average_end'][0]:.1f} at end; total {report['wall_s'] / 60:.1f} min"
            + ("; **--quick (smoke run)**" if report["quick"] else "") + ".", "",
            "| figure | ratio | absolute | target | met |", "|---|---|---|---|---|"]
@@ -191,4 +193,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+  from facetrack_jax import host_memory
+  host_memory.retain_freed_memory()    # CPU: keep freed buffers (module doc)
   sys.exit(main())

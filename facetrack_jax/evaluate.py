@@ -289,5 +289,7 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
+  from facetrack_jax import host_memory
+  host_memory.retain_freed_memory()    # CPU: keep freed buffers (module doc)
   _define_flags()
   app.run(main)

@@ -311,4 +311,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+  from facetrack_jax import host_memory
+  host_memory.retain_freed_memory()    # CPU: keep freed buffers (module doc)
   sys.exit(main())

@@ -1,8 +1,9 @@
 """Host memory: keep freed buffers in the process instead of handing them back
 to the kernel every step (CPU backend, glibc).
 
-    from facetrack_jax import host_memory
-    host_memory.retain_freed_memory()     # first line of a CLI's main()
+    if __name__ == "__main__":              # each CLI, before anything else runs
+      from facetrack_jax import host_memory
+      host_memory.retain_freed_memory()
 
 Why: on the CPU backend every XLA buffer is a ``malloc``. glibc serves large
 ones with fresh ``mmap``s (and per-thread arenas it trims) and returns them on
@@ -10,8 +11,8 @@ ones with fresh ``mmap``s (and per-thread arenas it trims) and returns them on
 2-3 s of kernel time (page faults + zeroing) in a 7-9 s step on the 2-core VM.
 With ``GLIBC_TUNABLES`` ``mmap_max=0`` (no per-buffer mmaps),
 ``arena_max=1`` (one heap) and a 4 GiB ``trim_threshold`` (keep freed memory)
-the step has 0 page faults and ran 6.4 s against 7.9-8.7 s (two rounds, same
-machine, 2026-12-03; ``benchmarks/README.md``). The cost: the process's
+the step has 0 page faults: 6.55 s against 7.35 s per step
+(``python -m benchmarks.host_malloc``, 2026-12-03; ``benchmarks/README.md``). The cost: the process's
 resident size stays at its peak, as with any caching allocator.
 
 glibc reads its tunables only at process start (``mallopt`` at run time did

@@ -125,7 +125,7 @@ def torch_thread_variants(fn: Callable[[], Any]) -> tuple[dict[int, Callable[[],
 def cpu_model() -> str:
   """The host CPU from ``/proc/cpuinfo``: model name, family, model, e.g.
   "AMD EPYC (family 25, model 17)". A VM's model name alone can hide different
-  generations (this project's 2-core "AMD EPYC" VM measured 408 and 174 GFLOP/s
+  generations (this project's 2-core "AMD EPYC" VM measured 408 and 186 GFLOP/s
   fp32 peaks on different days), so the peak is always measured too."""
   try:
     info = {}

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pathlib
 import resource
 import statistics
 import subprocess
@@ -22,8 +21,7 @@ import sys
 import time
 
 from benchmarks import common
-
-RESULTS = pathlib.Path(__file__).parent / "results"
+from benchmarks.run import RESULTS
 
 
 def child(steps: int) -> dict:

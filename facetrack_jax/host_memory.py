@@ -12,8 +12,9 @@ ones with fresh ``mmap``s (and per-thread arenas it trims) and returns them on
 With ``GLIBC_TUNABLES`` ``mmap_max=0`` (no per-buffer mmaps),
 ``arena_max=1`` (one heap) and a 4 GiB ``trim_threshold`` (keep freed memory)
 the step has 0 page faults: 6.55 s against 7.35 s per step
-(``python -m benchmarks.host_malloc``, 2026-12-03; ``benchmarks/README.md``). The cost: the process's
-resident size stays at its peak, as with any caching allocator.
+(``python -m benchmarks.host_malloc``, 2026-12-03; ``benchmarks/README.md``).
+The cost: the process's resident size stays at its peak, as with any caching
+allocator.
 
 glibc reads its tunables only at process start (``mallopt`` at run time did
 not remove the faults: measured), so :func:`retain_freed_memory` re-executes

@@ -44,7 +44,7 @@ def _clips_per_s(fn, paths, repeats: int) -> float:
 
 def run(num_clips: int, seed: int, repeats: int, workdir: str,
         overrides: dict | None = None, width: int = 320, height: int = 240) -> dict:
-  from data_prep import pipeline, synthetic, video
+  from data_prep import detect, pipeline, synthetic, video
   from data_prep.errors import ClipError
 
   synthetic.generate(workdir, num_clips=num_clips, seed=seed, width=width, height=height)
@@ -86,6 +86,7 @@ def run(num_clips: int, seed: int, repeats: int, workdir: str,
                       ("num_frames", "frame_size", "face_size", "detector",
                        "decode_max_side", "max_detect_frames", "detect_stride")},
       "prep_overrides": overrides or {},
+      "detector_repr": repr(detect.get_detector(cfg.detector, **dict(cfg.detector_kwargs))),
       "decode_clips_per_s": decode_cps, "full_clips_per_s": full_cps,
       "ratio_full_over_decode": full_cps / decode_cps, "target_ratio": TARGET_RATIO,
       "meets_target": full_cps / decode_cps >= TARGET_RATIO,

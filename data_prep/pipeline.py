@@ -17,15 +17,21 @@ bridged) gets ``face_mask=False``, a zero crop and a zero box. A 1-frame video
 gives T copies of that frame. Unusable input raises ``ClipError``; a clip with
 no face anywhere raises ``ClipError("detect" | "track", "no face found ...")``.
 
-Speed: a full Haar search costs ~8x decoding a frame, so it runs only on
-keyframes; between them the detector looks only near known faces (~1 ms per
-face). Measured (CPU time, one core, shared machine) on 200 synthetic clips
-of 16 frames at 320x240: decode 1.8 ms/frame, the whole pipeline 5.6
-ms/frame (throughput ratio full/decode 0.32); on 64-frame 640x480 clips the
-ratio is ~0.48. ``keyframe_every=8`` buys ~20% speed for ~1% of clips.
+Speed: a full Haar search costs ~3x decoding a 320x240 frame, so it runs
+only on keyframes; between them the detector looks only near known faces
+(~0.3 ms per face), and on keyframes only near the faces the full search did
+not find again. Measured by ``benchmarks/data_prep_throughput.py`` (16
+synthetic clips of 16 frames, one process, 2-core VM, 2026-12-04): at
+320x240 decode 16 ms/clip, the whole pipeline 36 ms/clip (ratio full/decode
+0.45-0.46 in three runs, target 0.5; 0.34 on the same VM before the coarser
+full search of ``detect.py``); at 1280x720 the ratio is 0.78 (the detector
+works on frames shrunk to 240 px). ``keyframe_every=8`` drops one of the
+two full searches of a 16-frame clip: ratio 0.47, main character 99.0% and
+IoU 0.84 instead of 99.5% and 0.86 (200 clips).
 
-Accuracy on synthetic clips (``score_against_ground_truth``; 200 clips,
-seed 3): main character right on 99.5%, mean box IoU 0.86.
+Accuracy on synthetic clips (``score_against_ground_truth``): 200 clips,
+seed 3: main character right on 99.5%, mean box IoU 0.86, per-frame recall
+0.98; 120 clips, seed 5: 100%, 0.86, 0.99.
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ import numpy as np
 
 from data_prep import crop, detect, main_character, track, video
 from data_prep.errors import ClipError
+
+
+PREVIEW_HEIGHT = 240   # ClipResult.preview: sampled frames at most this tall
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,9 +166,11 @@ def process_video(path: str, cfg: PrepConfig = PrepConfig(),
     faces[t] = crop.crop_square(vid.frames[f], box, cfg.margin, S)
     mask[t], bridged[t] = True, not observed
     boxes[t] = np.clip(box / scale, 0.0, 1.0)
-  ps = min(1.0, 240 / h)
-  preview = np.stack([crop.resize_frame(vid.frames[f], max(1, round(h * ps)), max(1, round(w * ps)))
-                      for f in sampled])
+  if h <= PREVIEW_HEIGHT:
+    preview = vid.frames[sampled]
+  else:
+    ph, pw = PREVIEW_HEIGHT, max(1, round(w * PREVIEW_HEIGHT / h))
+    preview = np.stack([crop.resize_frame(vid.frames[f], ph, pw) for f in sampled])
   t4 = time.perf_counter()
 
   stats = dict(frames_decoded=int(n), detect_frames=int(len(det_frames)),

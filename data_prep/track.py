@@ -50,6 +50,7 @@ def _centre(box: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------- appearance
 
 APPEARANCE_DIM = 256
+_CELL_OFFSET = 64 * np.kron(np.arange(4, dtype=np.int32).reshape(2, 2), np.ones((8, 8), np.int32))
 
 
 def appearance(frame_rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -58,24 +59,30 @@ def appearance(frame_rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
   x0, y0 = int(np.clip(np.floor(box[0]), 0, w - 1)), int(np.clip(np.floor(box[1]), 0, h - 1))
   x1, y1 = int(np.clip(np.ceil(box[2]), x0 + 1, w)), int(np.clip(np.ceil(box[3]), y0 + 1, h))
   patch = cv2.resize(frame_rgb[y0:y1, x0:x1], (16, 16), interpolation=cv2.INTER_AREA)
-  q = (patch // 64).astype(np.int32)                        # 4 levels per channel
-  bins = q[..., 0] * 16 + q[..., 1] * 4 + q[..., 2]          # int[16, 16] in [0, 64)
-  cells = [bins[:8, :8], bins[:8, 8:], bins[8:, :8], bins[8:, 8:]]
-  hist = np.concatenate([np.bincount(c.ravel(), minlength=64) for c in cells]).astype(np.float32)
+  q = patch >> 6                                             # 4 levels per channel
+  bins = (q[..., 0] << 4) | (q[..., 1] << 2) | q[..., 2]     # uint8[16, 16] in [0, 64)
+  bins = bins + _CELL_OFFSET                                 # 64 bins per 8x8 quadrant
+  hist = np.bincount(bins.ravel(), minlength=APPEARANCE_DIM).astype(np.float32)
   desc = np.sqrt(hist / hist.sum() * 4)
   return desc / np.linalg.norm(desc)
 
 
 # --------------------------------------------------------------- scene cuts
 
-def frame_signature(frame_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """(float32[64] colour histogram summing to 1, float32[16, 16, 3] thumbnail in [0, 1]),
-  both from every 4th pixel of every 4th row (cheap, and enough for cuts)."""
-  sub = frame_rgb[::4, ::4]
-  q = (sub // 64).astype(np.int32)
-  hist = np.bincount((q[..., 0] * 16 + q[..., 1] * 4 + q[..., 2]).ravel(), minlength=64)
-  thumb = cv2.resize(sub, (16, 16), interpolation=cv2.INTER_AREA)
-  return hist.astype(np.float32) / hist.sum(), thumb.astype(np.float32) / 255.0
+def frame_signatures(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """uint8[N, H, W, 3] -> (float32[N, 64] colour histograms each summing to 1,
+  float32[N, 16, 16, 3] thumbnails in [0, 1]), both from every 4th pixel of
+  every 4th row (nearest-pixel shrink by 4: cheap, and enough for cuts)."""
+  n, h, w = frames.shape[:3]
+  hist_nc = np.empty((n, 64), np.float32)
+  thumb_nhwc = np.empty((n, 16, 16, 3), np.uint8)
+  for i, frame in enumerate(frames):
+    sub = cv2.resize(frame, ((w + 3) // 4, (h + 3) // 4), interpolation=cv2.INTER_NEAREST)
+    q = sub >> 6                                               # 4 levels per channel
+    hist_nc[i] = np.bincount(((q[..., 0] << 4) | (q[..., 1] << 2) | q[..., 2]).ravel(),
+                             minlength=64)
+    thumb_nhwc[i] = cv2.resize(sub, (16, 16), interpolation=cv2.INTER_AREA)
+  return hist_nc / hist_nc.sum(1, keepdims=True), thumb_nhwc.astype(np.float32) / 255.0
 
 
 def scene_cuts(frames: np.ndarray, hist_threshold: float = 0.35,
@@ -86,14 +93,10 @@ def scene_cuts(frames: np.ndarray, hist_threshold: float = 0.35,
   [0, 1]) above ``hist_threshold`` and mean absolute thumbnail difference
   above ``pixel_threshold`` (motion alone moves pixels, not histograms).
   """
-  sigs = [frame_signature(f) for f in frames]
-  cuts = []
-  for i in range(1, len(sigs)):
-    dh = 0.5 * np.abs(sigs[i][0] - sigs[i - 1][0]).sum()
-    dp = np.abs(sigs[i][1] - sigs[i - 1][1]).mean()
-    if dh > hist_threshold and dp > pixel_threshold:
-      cuts.append(i)
-  return np.asarray(cuts, np.int64)
+  hist_nc, thumb_nhwc = frame_signatures(frames)
+  dh_n = 0.5 * np.abs(np.diff(hist_nc, axis=0)).sum(1)       # between frame i and i + 1
+  dp_n = np.abs(np.diff(thumb_nhwc, axis=0)).mean((1, 2, 3))
+  return (np.flatnonzero((dh_n > hist_threshold) & (dp_n > pixel_threshold)) + 1).astype(np.int64)
 
 
 # ------------------------------------------------------------------- tracks
@@ -139,19 +142,20 @@ class _Tracklet:
     self.mean_app = (self.app_sum / max(np.linalg.norm(self.app_sum), 1e-9)).astype(np.float32)
 
 
-def _affinity(trk: _Tracklet, dets: np.ndarray, apps: np.ndarray, min_appearance: float,
-              max_size_ratio: float) -> np.ndarray:
-  """float[n] in [0, 1], -inf where the pair is not allowed."""
-  last = trk.boxes[-1]
-  iou = box_iou(last[None], dets)[0]
-  shift = np.linalg.norm(_centre(dets[:, :4]) - _centre(last), axis=-1)
-  prox = np.maximum(iou, 1 - shift / _side(last))
-  ratio = _side(dets[:, :4]) / _side(last)
-  sim = apps @ trk.mean_app
-  aff = (prox + sim) / 2
-  ok = ((prox > 0) & (ratio < max_size_ratio) & (ratio > 1 / max_size_ratio)
-        & (sim >= min_appearance))
-  return np.where(ok, aff, -np.inf)
+def _affinity(live: list[_Tracklet], dets: np.ndarray, apps: np.ndarray,
+              min_appearance: float, max_size_ratio: float) -> np.ndarray:
+  """float[L, n] in [0, 1] between live tracklets and new boxes, -inf where
+  the pair is not allowed."""
+  last_l4 = np.stack([t.boxes[-1] for t in live])
+  iou_ln = box_iou(last_l4, dets)
+  shift_ln = np.linalg.norm(_centre(dets[:, :4])[None] - _centre(last_l4)[:, None], axis=-1)
+  side_l1 = _side(last_l4)[:, None]
+  prox_ln = np.maximum(iou_ln, 1 - shift_ln / side_l1)
+  ratio_ln = _side(dets[:, :4])[None] / side_l1
+  sim_ln = np.stack([t.mean_app for t in live]) @ apps.T    # ld,nd->ln
+  ok = ((prox_ln > 0) & (ratio_ln < max_size_ratio) & (ratio_ln > 1 / max_size_ratio)
+        & (sim_ln >= min_appearance))
+  return np.where(ok, (prox_ln + sim_ln) / 2, -np.inf)
 
 
 def link(det_frames: np.ndarray, dets: list[np.ndarray], apps: list[np.ndarray],
@@ -167,7 +171,7 @@ def link(det_frames: np.ndarray, dets: list[np.ndarray], apps: list[np.ndarray],
     live = still
     matched = set()
     if live and len(d):
-      aff = np.stack([_affinity(t, d, a, min_appearance, max_size_ratio) for t in live])
+      aff = _affinity(live, d, a, min_appearance, max_size_ratio)
       rows, cols = linear_sum_assignment(np.where(np.isfinite(aff), 1 - aff, 1e6))
       for r, c in zip(rows, cols):
         if np.isfinite(aff[r, c]):

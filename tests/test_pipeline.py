@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from data_prep import contact_sheet, crop, pipeline
+from data_prep import contact_sheet, crop, detect, pipeline
 from data_prep.errors import ClipError
 from tests.test_video import draw_face, write_video
 
@@ -81,6 +81,38 @@ def test_process_video_outputs(two_faces):
   # global frames: the whole picture, squashed to F x F
   assert np.abs(res.frames[0].reshape(-1, 3).mean(0) - cv2.resize(
       _two_faces()[1], (F, F), interpolation=cv2.INTER_AREA).reshape(-1, 3).mean(0)).max() < 4
+
+
+class _CountingDetector:
+  """The real Haar detector; records on which frame each kind of search ran."""
+
+  def __init__(self, frames, **kwargs):
+    self.haar, self.frames, self.full, self.near = detect.HaarDetector(**kwargs), frames, [], []
+
+  def _index(self, frame):
+    return next(i for i, f in enumerate(self.frames) if f is frame)
+
+  def __call__(self, frame):
+    self.full.append(self._index(frame))
+    return self.haar(frame)
+
+  def detect_near(self, frame, boxes):
+    self.near.append((self._index(frame), len(boxes)))
+    return self.haar.detect_near(frame, boxes)
+
+
+def test_keyframes_search_near_only_the_faces_the_full_search_missed():
+  frames = list(_two_faces(n=8, hidden={4}))       # the main face is away on keyframe 4
+  det = _CountingDetector(frames, scale_factor=1.2)   # a finer step: the corner face is small
+  dets, keys = detect.detect_clip(det, frames, np.arange(8), np.zeros(0, np.int64))
+  np.testing.assert_array_equal(np.flatnonzero(keys), [0, 4])
+  assert det.full == [0, 4]
+  near = dict(det.near)
+  # frame 4: the corner face is found again by the full search, so only the
+  # main face (seen on frame 3) is looked for near its last box
+  assert near[4] == 1
+  assert all(near[f] == 2 for f in (1, 2, 3)) and 0 not in near
+  assert [len(d) for d in dets] == [2, 2, 2, 2, 1, 2, 2, 2]
 
 
 def test_score_against_ground_truth(two_faces):

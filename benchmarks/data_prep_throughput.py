@@ -3,7 +3,10 @@
 On the same N synthetic clips (made by ``data_prep.synthetic.generate``)
 measures clips/s of (a) decoding every frame (``video.decode_video``, what any
 pipeline must pay) and (b) the whole ``process_video`` (decode + detect +
-track + choose + crop). Prints ``ratio = full / decode`` (target >= 0.5: face
+track + choose + crop), the passes of (a) and (b) taking turns and each
+timed as its best of ``--repeats`` (so both see the same machine: on a
+shared VM the speed drifts by ~10% between minutes). Prints
+``ratio = full / decode`` (target >= 0.5: face
 tracking at most doubles the cost of reading the videos) and writes it to
 ``benchmarks/results/data_prep_<host>[_<W>x<H>].json``.
 
@@ -32,14 +35,17 @@ import time
 TARGET_RATIO = 0.5
 
 
-def _clips_per_s(fn, paths, repeats: int) -> float:
-  best = float("inf")
+def _clips_per_s(fns, paths, repeats: int) -> list[float]:
+  """Clips/s of each of ``fns`` over ``paths``: the best of ``repeats`` passes,
+  the passes of the functions interleaved so that each sees the same load."""
+  best = [float("inf")] * len(fns)
   for _ in range(repeats):
-    t0 = time.perf_counter()
-    for p in paths:
-      fn(p)
-    best = min(best, time.perf_counter() - t0)
-  return len(paths) / best
+    for i, fn in enumerate(fns):
+      t0 = time.perf_counter()
+      for p in paths:
+        fn(p)
+      best[i] = min(best[i], time.perf_counter() - t0)
+  return [len(paths) / b for b in best]
 
 
 def run(num_clips: int, seed: int, repeats: int, workdir: str,
@@ -61,10 +67,9 @@ def run(num_clips: int, seed: int, repeats: int, workdir: str,
 
   full(paths[0])  # warm-up: detector load, codec init
   video.decode_video(paths[0], cfg.decode_max_side)
-  decode_cps = _clips_per_s(lambda p: video.decode_video(p, cfg.decode_max_side),
-                            paths, repeats)
   failures.clear()
-  full_cps = _clips_per_s(full, paths, repeats)
+  decode_cps, full_cps = _clips_per_s(
+      [lambda p: video.decode_video(p, cfg.decode_max_side), full], paths, repeats)
   stages: dict[str, float] = {}
   frames, ok = 0, 0
   failures.clear()

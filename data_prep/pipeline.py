@@ -21,13 +21,14 @@ Speed: a full Haar search costs ~3x decoding a 320x240 frame, so it runs
 only on keyframes; between them the detector looks only near known faces
 (~0.3 ms per face), and on keyframes only near the faces the full search did
 not find again. Measured by ``benchmarks/data_prep_throughput.py`` (16
-synthetic clips of 16 frames, one process, 2-core VM, 2026-12-04): at
-320x240 decode 16 ms/clip, the whole pipeline 36 ms/clip (ratio full/decode
-0.45-0.46 in three runs, target 0.5; 0.34 on the same VM before the coarser
-full search of ``detect.py``); at 1280x720 the ratio is 0.78 (the detector
-works on frames shrunk to 240 px). ``keyframe_every=8`` drops one of the
-two full searches of a 16-frame clip: ratio 0.47, main character 99.0% and
-IoU 0.84 instead of 99.5% and 0.86 (200 clips).
+synthetic clips of 16 frames, one process, 2-core VM, 2026-12-04, decode
+and full passes interleaved, best of 6): at 320x240 decode 17 ms/clip, the
+whole pipeline 37 ms/clip, ratio full/decode 0.43-0.47 over four runs
+(target 0.5; 0.34 on the same VM before the coarser full search of
+``detect.py``); at 1280x720 the ratio is 0.76-0.78 (the detector works on
+frames shrunk to 240 px). ``keyframe_every=8`` drops one of the two full
+searches of a 16-frame clip: ratio 0.45-0.58 (noisy), main character 99.0%
+and IoU 0.84 instead of 99.5% and 0.86 (200 clips).
 
 Accuracy on synthetic clips (``score_against_ground_truth``): 200 clips,
 seed 3: main character right on 99.5%, mean box IoU 0.86, per-frame recall

@@ -186,6 +186,14 @@ def test_crop_geometry():
 
 # ----------------------------------------------------------- contact sheet
 
+def test_shrinking_by_halves_matches_one_area_step():
+  frame = _two_faces(n=1)[0]                                   # 240 x 320, two faces
+  for size in (64, 100, 32):
+    out = crop.resize_frame(frame, size).astype(int)
+    ref = cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA).astype(int)
+    assert np.abs(out - ref).mean() < 1.0, size
+
+
 def test_contact_sheet_png(two_faces, tmp_path):
   _, res = two_faces
   path = tmp_path / "sheet.png"

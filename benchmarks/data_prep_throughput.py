@@ -11,7 +11,7 @@ tracking at most doubles the cost of reading the videos) and writes it to
 ``benchmarks/results/data_prep_<host>[_<W>x<H>].json``.
 
   python -m benchmarks.data_prep_throughput --num-clips 16 [--repeats 2] \
-      [--width 1280 --height 720]
+      [--width 1280 --height 720] [--set keyframe_every=8] [--detector-arg min_size=30]
 
 The ratio depends on the video's resolution: decoding grows with the pixel
 count, detection does not (the detector shrinks every frame to
@@ -110,19 +110,19 @@ def main(argv=None) -> int:
   p.add_argument("--height", type=int, default=240, help="synthetic video height")
   p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                  help="PrepConfig override, e.g. --set max_detect_frames=8 (int/float/str)")
+  p.add_argument("--detector-arg", action="append", default=[], metavar="KEY=VALUE",
+                 help="detector argument, e.g. --detector-arg min_size=30 (int/float/str)")
   p.add_argument("--out", help="result JSON (default benchmarks/results/data_prep_<host>.json)")
   args = p.parse_args(argv)
-  overrides = {}
-  for item in args.set:
-    key, sep, val = item.partition("=")
-    if not sep:
-      p.error(f"--set {item!r}: expected FIELD=VALUE")
-    for cast in (int, float, str):
-      try:
-        overrides[key] = cast(val)
-        break
-      except ValueError:
-        pass
+  from data_prep import detect
+  try:
+    overrides = detect.parse_key_values(args.set, "--set")
+    det_args = detect.parse_key_values(args.detector_arg)
+    if det_args:
+      overrides["detector_kwargs"] = detect.checked_detector_args(
+          overrides.get("detector", "haar"), det_args)
+  except ValueError as e:
+    p.error(str(e))
   with tempfile.TemporaryDirectory() as tmp:
     res = run(args.num_clips, args.seed, args.repeats, tmp, overrides, args.width, args.height)
   name = (res["host"] or res["machine"]).replace(os.sep, "_")

@@ -2,7 +2,8 @@
 
   # your FEC-Bench videos (annotation files per split, SPLIT= optional)
   python -m data_prep.build --annotations test=test.json --video-root VIDEOS \\
-      --data-dir D [--detector haar] [--workers 8] [--contact-sheets SHEETS]
+      --data-dir D [--detector haar] [--detector-arg min_neighbors=2] \\
+      [--workers 8] [--contact-sheets SHEETS]
   # the synthetic set (generated, then processed the same way)
   python -m data_prep.build --synthetic --num-train 2000 --num-test 200 --data-dir D
 
@@ -59,6 +60,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                  help="face crop side = detected box side * (1 + 2 * margin)")
   p.add_argument("--detector", default="haar", choices=detect.available_detectors(),
                  help="face detector (data_prep/detect.py registry)")
+  p.add_argument("--detector-arg", action="append", default=[], metavar="KEY=VALUE",
+                 help="detector argument (repeatable), e.g. --detector-arg min_neighbors=2 "
+                      "for busy real footage; see data_prep/detect.py. Non-default "
+                      "arguments show in the config name")
   p.add_argument("--config-name", help="override the derived config name")
   p.add_argument("--workers", type=int, default=0,
                  help="worker processes for clip processing (0/1: in process)")
@@ -85,12 +90,18 @@ def parse_args(argv=None) -> argparse.Namespace:
       p.error(f"split {split!r} given twice (--annotations {item!r})")
     splits[split] = path
   args.splits = splits
+  try:
+    args.detector_args = detect.checked_detector_args(
+        args.detector, detect.parse_key_values(args.detector_arg))
+  except ValueError as e:
+    p.error(str(e))
   return args
 
 
 def make_builder(args) -> builder_lib.Facetrack:
   fields = dict(num_frames=args.num_frames, frame_size=args.frame_size,
-                face_size=args.face_size, margin=args.margin, detector=args.detector)
+                face_size=args.face_size, margin=args.margin, detector=args.detector,
+                detector_args=args.detector_args)
   if args.synthetic:
     fields.update(num_train=args.num_train, num_test=args.num_test, seed=args.seed,
                   takes=args.takes)

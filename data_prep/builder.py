@@ -77,6 +77,7 @@ class FacetrackConfig(tfds.core.BuilderConfig):
   face_size: int = 32      # S
   margin: float = 0.25     # face crop side = box side * (1 + 2 * margin)
   detector: str = "haar"
+  detector_args: tuple = ()  # sorted (key, value) pairs for the detector, e.g. (("min_neighbors", 2),)
   min_video_frames: int = 2  # a still cannot show facial dynamics: skipped
   num_train: int = 2000
   num_test: int = 200
@@ -85,7 +86,8 @@ class FacetrackConfig(tfds.core.BuilderConfig):
 
 
 _NAME_TAGS = (("num_frames", "t"), ("frame_size", "f"), ("face_size", "s"),
-              ("margin", "m"), ("detector", ""), ("min_video_frames", "minf"), ("num_train", "train"),
+              ("margin", "m"), ("detector", ""), ("detector_args", "det-"),
+              ("min_video_frames", "minf"), ("num_train", "train"),
               ("num_test", "test"), ("seed", "seed"), ("takes", "k"))
 _SYNTHETIC_ONLY = ("num_train", "num_test", "seed", "takes")
 
@@ -99,13 +101,20 @@ def make_config(kind: str = "synthetic", *, name: str | None = None,
     raise ValueError(f"config kind must be 'synthetic' or 'fecbench', got {kind!r}")
   default = FacetrackConfig(name=kind, kind=kind)
   cfg = dataclasses.replace(default, **fields)
-  tags = [f"{tag}{getattr(cfg, f)}" for f, tag in _NAME_TAGS
+  cfg.detector_args = tuple(sorted(tuple(kv) for kv in cfg.detector_args))
+
+  def value(f):   # detector_args (("min_neighbors", 2),) -> "min_neighbors2"
+    v = getattr(cfg, f)
+    return "-".join(f"{k}{a}" for k, a in v) if f == "detector_args" else v
+
+  tags = [f"{tag}{value(f)}" for f, tag in _NAME_TAGS
           if getattr(cfg, f) != getattr(default, f)
           and (kind == "synthetic" or f not in _SYNTHETIC_ONLY)]
   cfg.name = name or "_".join([kind] + tags)
   cfg.version = tfds.core.Version("1.0.0")
   cfg.description = (f"{kind} clips, T={cfg.num_frames}, frames {cfg.frame_size}px, "
-                     f"faces {cfg.face_size}px, detector {cfg.detector}")
+                     f"faces {cfg.face_size}px, detector {cfg.detector}"
+                     + (f" {dict(cfg.detector_args)}" if cfg.detector_args else ""))
   return cfg
 
 
@@ -305,7 +314,8 @@ class Facetrack(tfds.core.GeneratorBasedBuilder):
     from data_prep import pipeline
     c = self.builder_config
     return pipeline.PrepConfig(num_frames=c.num_frames, frame_size=c.frame_size,
-                               face_size=c.face_size, margin=c.margin, detector=c.detector)
+                               face_size=c.face_size, margin=c.margin, detector=c.detector,
+                               detector_kwargs=tuple(c.detector_args))
 
   # --- inputs ---
 

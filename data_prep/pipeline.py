@@ -19,16 +19,19 @@ no face anywhere raises ``ClipError("detect" | "track", "no face found ...")``.
 
 Speed: a full Haar search costs ~3x decoding a 320x240 frame, so it runs
 only on keyframes; between them the detector looks only near known faces
-(~0.3 ms per face), and on keyframes only near the faces the full search did
-not find again. Measured by ``benchmarks/data_prep_throughput.py`` (16
-synthetic clips of 16 frames, one process, 2-core VM, 2026-12-04, decode
-and full passes interleaved, best of 6): at 320x240 decode 17 ms/clip, the
-whole pipeline 37 ms/clip, ratio full/decode 0.43-0.47 over four runs
-(target 0.5; 0.34 on the same VM before the coarser full search of
-``detect.py``); at 1280x720 the ratio is 0.76-0.78 (the detector works on
-frames shrunk to 240 px). ``keyframe_every=8`` drops one of the two full
-searches of a 16-frame clip: ratio 0.45-0.58 (noisy), main character 99.0%
-and IoU 0.84 instead of 99.5% and 0.86 (200 clips).
+(~0.3 ms per face found, 0.08 ms per face not found), and on keyframes only
+near the faces the full search did not find again. Measured by
+``benchmarks/data_prep_throughput.py`` (16 synthetic clips of 16 frames, one
+process, 2-core VM, 2026-12-04, decode and full passes interleaved, best of
+6): at 320x240 decode 14-17 ms/clip, the whole pipeline 31-35 ms/clip,
+ratio full/decode 0.45-0.54 over seven runs, median 0.48 (target 0.5; 0.34
+on the same VM before the coarser full search of ``detect.py``; in three
+runs taking turns with the code before the batched signatures, appearance
+and second cascade instance: 0.54, 0.48, 0.50 against 0.42, 0.47, 0.41); at
+1280x720 0.70-0.83 (the detector works on frames shrunk to 240 px).
+``keyframe_every=8`` drops one of the two full searches of a 16-frame clip:
+ratio 0.45-0.58 (noisy, earlier code), main character 99.0% and IoU 0.84
+instead of 99.5% and 0.86 (200 clips).
 
 Accuracy on synthetic clips (``score_against_ground_truth``): 200 clips,
 seed 3: main character right on 99.5%, mean box IoU 0.86, per-frame recall
@@ -134,8 +137,7 @@ def process_video(path: str, cfg: PrepConfig = PrepConfig(),
   t_cuts = time.perf_counter() - t1
   dets, keys = detect.detect_clip(det, vid.frames, det_frames, cuts, cfg.keyframe_every,
                                   cfg.max_gap + 1)
-  apps = [np.stack([track.appearance(vid.frames[f], b) for b in d]) if len(d)
-          else np.zeros((0, track.APPEARANCE_DIM), np.float32) for f, d in zip(det_frames, dets)]
+  apps = [track.appearance(vid.frames[f], d) for f, d in zip(det_frames, dets)]
   num_dets = int(sum(len(d) for d in dets))
   if num_dets == 0:
     raise ClipError("detect", f"no face found in any of {len(det_frames)} frames searched "

@@ -31,6 +31,7 @@ L2-normalised: a dot product of two is their Bhattacharyya coefficient.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import cv2
 import numpy as np
@@ -53,35 +54,46 @@ APPEARANCE_DIM = 256
 _CELL_OFFSET = 64 * np.kron(np.arange(4, dtype=np.int32).reshape(2, 2), np.ones((8, 8), np.int32))
 
 
-def appearance(frame_rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
-  """uint8[H, W, 3], box (pixels) -> float32[256] unit descriptor."""
+def appearance(frame_rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+  """uint8[H, W, 3], float[n, >=4] boxes (pixels) -> float32[n, 256] unit descriptors."""
   h, w = frame_rgb.shape[:2]
-  x0, y0 = int(np.clip(np.floor(box[0]), 0, w - 1)), int(np.clip(np.floor(box[1]), 0, h - 1))
-  x1, y1 = int(np.clip(np.ceil(box[2]), x0 + 1, w)), int(np.clip(np.ceil(box[3]), y0 + 1, h))
-  patch = cv2.resize(frame_rgb[y0:y1, x0:x1], (16, 16), interpolation=cv2.INTER_AREA)
-  q = patch >> 6                                             # 4 levels per channel
-  bins = (q[..., 0] << 4) | (q[..., 1] << 2) | q[..., 2]     # uint8[16, 16] in [0, 64)
-  bins = bins + _CELL_OFFSET                                 # 64 bins per 8x8 quadrant
-  hist = np.bincount(bins.ravel(), minlength=APPEARANCE_DIM).astype(np.float32)
-  desc = np.sqrt(hist / hist.sum() * 4)
-  return desc / np.linalg.norm(desc)
+  boxes = np.asarray(boxes, np.float64)
+  bins = np.empty((len(boxes), 16, 16), np.int32)
+  for i, (bx0, by0, bx1, by1) in enumerate(boxes[:, :4].tolist()):
+    x0, y0 = min(max(math.floor(bx0), 0), w - 1), min(max(math.floor(by0), 0), h - 1)
+    x1, y1 = min(max(math.ceil(bx1), x0 + 1), w), min(max(math.ceil(by1), y0 + 1), h)
+    q = cv2.resize(frame_rgb[y0:y1, x0:x1], (16, 16), interpolation=cv2.INTER_AREA) >> 6
+    bins[i] = (q[..., 0] << 4) | (q[..., 1] << 2) | q[..., 2]   # 4 levels per channel: [0, 64)
+  bins += _CELL_OFFSET                                          # 64 bins per 8x8 quadrant
+  offset = APPEARANCE_DIM * np.arange(len(boxes), dtype=np.int32)[:, None, None]
+  hist = np.bincount((bins + offset).ravel(), minlength=APPEARANCE_DIM * len(boxes))
+  desc = np.sqrt(hist.reshape(-1, APPEARANCE_DIM).astype(np.float32) / 256 * 4)  # 256 pixels
+  return desc / np.linalg.norm(desc, axis=1, keepdims=True)
 
 
 # --------------------------------------------------------------- scene cuts
 
 def frame_signatures(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """uint8[N, H, W, 3] -> (float32[N, 64] colour histograms each summing to 1,
-  float32[N, 16, 16, 3] thumbnails in [0, 1]), both from every 4th pixel of
-  every 4th row (nearest-pixel shrink by 4: cheap, and enough for cuts)."""
+  float32[N, 16, 16, 3] thumbnails in [0, 1]), both from a nearest-pixel
+  shrink by 4 (cheap, and enough for cuts). When H and W are multiples of 4
+  (every common video size) all frames are shrunk in one call, stacked."""
   n, h, w = frames.shape[:3]
-  hist_nc = np.empty((n, 64), np.float32)
-  thumb_nhwc = np.empty((n, 16, 16, 3), np.uint8)
-  for i, frame in enumerate(frames):
-    sub = cv2.resize(frame, ((w + 3) // 4, (h + 3) // 4), interpolation=cv2.INTER_NEAREST)
-    q = sub >> 6                                               # 4 levels per channel
-    hist_nc[i] = np.bincount(((q[..., 0] << 4) | (q[..., 1] << 2) | q[..., 2]).ravel(),
-                             minlength=64)
-    thumb_nhwc[i] = cv2.resize(sub, (16, 16), interpolation=cv2.INTER_AREA)
+  if h % 4 or w % 4:   # per frame: a stacked shrink would mix rows across frames
+    sub = np.stack([cv2.resize(f, ((w + 3) // 4, (h + 3) // 4), interpolation=cv2.INTER_NEAREST)
+                    for f in frames])
+  else:
+    sub = cv2.resize(frames.reshape(n * h, w, 3), (w // 4, n * h // 4),
+                     interpolation=cv2.INTER_NEAREST).reshape(n, h // 4, w // 4, 3)
+  q = sub >> 6                                                   # 4 levels per channel
+  codes = ((q[..., 0] << 4) | (q[..., 1] << 2) | q[..., 2]).reshape(n, -1)   # [0, 64)
+  hist_nc = np.bincount((codes + 64 * np.arange(n, dtype=np.int32)[:, None]).ravel(),
+                        minlength=64 * n).reshape(n, 64).astype(np.float32)
+  # one INTER_AREA call for all thumbnails: 16 rows per frame make the row
+  # scale a binary fraction, so no output row straddles two frames
+  hs, ws = sub.shape[1:3]
+  thumb_nhwc = cv2.resize(sub.reshape(n * hs, ws, 3), (16, n * 16),
+                          interpolation=cv2.INTER_AREA).reshape(n, 16, 16, 3)
   return hist_nc / hist_nc.sum(1, keepdims=True), thumb_nhwc.astype(np.float32) / 255.0
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from data_prep import build, builder as builder_lib, video
+from data_prep import build, builder as builder_lib, detect, video
 from tests.conftest import ROOT
 
 SIZES = dict(num_frames=4, frame_size=32, face_size=16)
@@ -88,6 +88,23 @@ def test_crop_margin_reaches_the_pipeline():
   assert "_m0.1" in cfg.name
   assert builder_lib.Facetrack(config=cfg).prep_config.margin == 0.1
   assert builder_lib.Facetrack(config=SYNTH).prep_config.margin == 0.25
+
+
+def test_detector_args_reach_the_pipeline_and_name_the_config(tmp_path, capsys):
+  args = build.parse_args(["--synthetic", "--data-dir", str(tmp_path), "--detector-arg",
+                           "min_neighbors=2", "--detector-arg", "scale_factor=1.2"])
+  b = build.make_builder(args)
+  assert b.builder_config.name == "synthetic_det-min_neighbors2-scale_factor1.2"
+  kwargs = b.prep_config.detector_kwargs
+  assert kwargs == (("min_neighbors", 2), ("scale_factor", 1.2))
+  haar = detect.get_detector("haar", **dict(kwargs))
+  assert (haar.min_neighbors, haar.scale_factor) == (2, 1.2)
+  assert builder_lib.Facetrack(config=SYNTH).prep_config.detector_kwargs == ()
+  for bad, said in (("min_neighbours=2", "min_neighbours"), ("channel=blue", "blue"),
+                    ("scale_factor", "KEY=VALUE")):
+    with pytest.raises(SystemExit) as e:
+      build.parse_args(["--synthetic", "--data-dir", str(tmp_path), "--detector-arg", bad])
+    assert e.value.code == 2 and said in capsys.readouterr().err
 
 
 def test_separate_process_reads_with_name_and_data_dir_only(synthetic_build):

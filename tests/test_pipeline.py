@@ -115,6 +115,22 @@ def test_keyframes_search_near_only_the_faces_the_full_search_missed():
   assert [len(d) for d in dets] == [2, 2, 2, 2, 1, 2, 2, 2]
 
 
+def test_detections_come_in_the_same_order_every_time():
+  """OpenCV's threads return faces in a varying order; the detector sorts them
+  (x0 first), so a frame always gives the same rows and the same tracks."""
+  rng = np.random.default_rng(1)
+  img = np.clip(np.array(BG) + rng.normal(0, 5, (H, W, 3)), 0, 255).astype(np.uint8)
+  for cx, cy in ((60, 180), (160, 120), (260, 60)):   # left to right, bottom to top
+    draw_face(img, cx, cy, 32, skin=SKIN)
+  det = detect.HaarDetector()
+  runs = [det(img) for _ in range(20)]
+  assert len(runs[0]) == 3
+  assert np.all(np.diff(runs[0][:, 0]) > 0), runs[0]
+  assert all(np.array_equal(r, runs[0]) for r in runs)
+  near = [det.detect_near(img, runs[0][::-1, :4]) for _ in range(20)]
+  assert len(near[0]) == 3 and all(np.array_equal(r, near[0]) for r in near)
+
+
 def test_score_against_ground_truth(two_faces):
   _, res = two_faces
   hidden = HIDDEN

@@ -6,6 +6,7 @@ expectations); scene cuts and re-linking also on a real video with drawn
 faces run through the whole pipeline (Haar detector included).
 """
 
+import cv2
 import numpy as np
 import pytest
 
@@ -159,6 +160,23 @@ def test_scene_cuts_found_and_motion_is_not_a_cut():
   rng = np.random.default_rng(1)
   fast = np.stack(_scene(rng, (90, 120, 150), [(60, 120, 36, X)], 20, speed=9, pan=12))
   assert len(track.scene_cuts(fast)) == 0   # fast motion and a fast pan are not cuts
+
+
+def test_frame_signatures_of_stacked_frames_equal_one_by_one():
+  """frame_signatures shrinks all frames in one OpenCV call; each frame's
+  histogram and thumbnail must be exactly those of that frame alone."""
+  rng = np.random.default_rng(2)
+  for h, w in ((240, 320), (237, 319), (37, 90), (720, 1280)):   # 237: rows would mix
+    frames = rng.integers(0, 256, (3, h, w, 3), dtype=np.uint8)
+    frames[1] //= 3                                   # frames that differ a lot
+    hist, thumb = track.frame_signatures(frames)
+    for i, f in enumerate(frames):
+      sub = cv2.resize(f, ((w + 3) // 4, (h + 3) // 4), interpolation=cv2.INTER_NEAREST)
+      q = sub >> 6
+      ref = np.bincount(((q[..., 0] << 4) | (q[..., 1] << 2) | q[..., 2]).ravel(), minlength=64)
+      np.testing.assert_array_equal(hist[i], (ref / ref.sum()).astype(np.float32))
+      np.testing.assert_array_equal(
+          thumb[i], cv2.resize(sub, (16, 16), interpolation=cv2.INTER_AREA) / np.float32(255))
 
 
 def test_pipeline_splits_at_cuts_and_relinks_the_same_person(tmp_path):

@@ -17,13 +17,12 @@ bad arguments or an unreadable annotation file. Read the result with
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 
 import tensorflow_datasets as tfds
 
-from data_prep import builder as builder_lib
+from data_prep import build_summary, builder as builder_lib
 from data_prep.annotations import AnnotationFileError
 
 _CLI = "python -m data_prep.build"
@@ -113,27 +112,6 @@ def make_builder(args) -> builder_lib.Facetrack:
       contact_sheet_dir=args.contact_sheets)
 
 
-def format_summary(s: dict) -> str:
-  lines = [f"{s['dataset']}: {s['clips_ok']} of {s['clips_total']} clips built, "
-           f"{s['clips_skipped']} skipped  ({s['path']})"]
-  for split, c in sorted(s["splits"].items()):
-    lines.append(f"  split {split}: {c['ok']} ok, {c['skipped']} skipped"
-                 + ("  [dropped: no usable clip]" if split in s["dropped_splits"] else ""))
-  for reason, n in s["skipped_by_reason"].items():
-    lines.append(f"  skipped {n:4d} x {reason}")
-  lines.append(f"  frames decoded {s['frames_decoded']}, detections {s['detections']}, "
-               + ", ".join(f"{k} {v}" for k, v in sorted(s["pipeline_totals"].items())
-                           if not isinstance(v, dict)))
-  lines.append("  seconds per stage: " + ", ".join(
-      f"{k} {v:.2f}" for k, v in s["seconds_per_stage"].items()))
-  t = s["track_selection"]
-  if t:
-    lines.append(f"  track selection on {t['clips_with_ground_truth']} clips with ground "
-                 f"truth: main correct {t['main_correct_pct']:.1f}%, mean IoU {t['mean_iou']:.3f}")
-  lines.append(f"  wall {s['wall_seconds']:.1f} s, clip processing {s['clip_seconds']:.1f} s")
-  return "\n".join(lines)
-
-
 def main(argv=None) -> int:
   args = parse_args(argv)
   tfds.disable_progress_bar()  # ours counts clips; TFDS's would count records again
@@ -162,10 +140,10 @@ def main(argv=None) -> int:
     print(f"{_CLI}: error: {e}", file=sys.stderr)
     return 2
   except builder_lib.NothingBuiltError as e:
-    print(format_summary(e.summary), file=sys.stderr)
+    print(build_summary.format_summary(e.summary), file=sys.stderr)
     print(f"{_CLI}: error: {e}", file=sys.stderr)
     return 1
-  print(format_summary(builder.summary))
+  print(build_summary.format_summary(builder.summary))
   print(f"summary: {builder.data_path / builder_lib.SUMMARY_FILE}")
   print(f"errors:  {builder.data_path / builder_lib.ERRORS_FILE}")
   return 0

@@ -23,7 +23,8 @@ Example features: ``frames uint8[T,H,W,3]``, ``faces uint8[T,S,S,3]``,
 
 Every clip that cannot be used is skipped and recorded; after the build the
 version directory holds ``errors.jsonl`` (split, id, path, stage, reason) and
-``build_summary.json`` next to the ArrayRecord shards. Reading (any process):
+``build_summary.json`` next to the ArrayRecord shards. One clip's work is
+``clip_job.run_job``; the summary is ``build_summary.summarize``. Reading (any process):
 
   ds = tfds.data_source("facetrack/synthetic", data_dir=D, split="train",
                         download=False)   # or open_split(D, "synthetic", "train")
@@ -31,7 +32,6 @@ version directory holds ``errors.jsonl`` (split, id, path, stage, reason) and
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import functools
 import itertools
@@ -48,7 +48,8 @@ import tqdm
 from etils import epath
 
 from data_prep import annotations as ann_lib
-from data_prep.errors import ClipError
+from data_prep.build_summary import summarize
+from data_prep.clip_job import ClipJob, ClipOutcome, error_record, run_job
 
 NAME = "facetrack"
 ERRORS_FILE = "errors.jsonl"
@@ -116,142 +117,6 @@ def make_config(kind: str = "synthetic", *, name: str | None = None,
                      f"faces {cfg.face_size}px, detector {cfg.detector}"
                      + (f" {dict(cfg.detector_args)}" if cfg.detector_args else ""))
   return cfg
-
-
-# --- one clip: the unit of work of the local loop, worker pools and Beam ---
-
-@dataclasses.dataclass(frozen=True)
-class ClipJob:
-  split: str
-  entry: ann_lib.Entry
-  path: str                         # video file on disk
-  ground_truth: str | None = None   # <video_root>/ground_truth/<id>.json if present
-  contact_sheet: str | None = None  # PNG to write, if asked
-
-
-@dataclasses.dataclass
-class ClipOutcome:
-  """``record`` is JSON (split, id, path, ok, stage, reason, stats, score,
-  seconds); ``example`` is the TFDS example or None for a skipped clip."""
-  record: dict
-  example: dict | None = None
-
-
-def error_record(split: str, err: ClipError, seconds: float = 0.0) -> dict:
-  return dict(split=split, **err.to_json(), ok=False, stats={}, score=None,
-              seconds=seconds)
-
-
-def _process(job: ClipJob, prep_cfg, min_video_frames: int):
-  """process_video with every failure as a ClipError naming the clip."""
-  from data_prep import pipeline  # cv2/av are only needed where clips are processed
-  try:
-    result = pipeline.process_video(job.path, prep_cfg)
-  except ClipError as e:
-    e.clip_id, e.path = e.clip_id or job.entry.id, e.path or job.path
-    raise
-  except Exception as e:  # a decoder/detector failure the pipeline did not name
-    raise ClipError("process", f"{type(e).__name__}: {e}", clip_id=job.entry.id,
-                    path=job.path) from e
-  n = result.stats.get("frames_decoded", min_video_frames)
-  if n < min_video_frames:
-    raise ClipError("decode", f"only {n} frame(s); a clip needs at least "
-                    f"{min_video_frames} to show facial dynamics",
-                    clip_id=job.entry.id, path=job.path)
-  return result
-
-
-def run_job(job: ClipJob, prep_cfg, min_video_frames: int = 2) -> ClipOutcome:
-  """Processes one clip; never raises for a bad clip (it becomes a record).
-  A broken ground-truth file or contact sheet does not cost the clip: it is
-  counted in ``stats`` (``ground_truth_errors`` / ``contact_sheet_errors``)."""
-  from data_prep import contact_sheet, pipeline
-  t0 = time.perf_counter()
-  entry = job.entry
-  try:
-    result = _process(job, prep_cfg, min_video_frames)
-  except ClipError as e:
-    return ClipOutcome(error_record(job.split, e, time.perf_counter() - t0))
-  stats, score = dict(result.stats), None
-  if job.ground_truth:
-    try:
-      gt = json.loads(pathlib.Path(job.ground_truth).read_text())
-      score = {k: float(v) for k, v in
-               pipeline.score_against_ground_truth(result, gt).items()}
-    except Exception:  # pylint: disable=broad-except
-      stats["ground_truth_errors"] = 1
-  if job.contact_sheet:
-    t1 = time.perf_counter()
-    try:
-      pathlib.Path(job.contact_sheet).parent.mkdir(parents=True, exist_ok=True)
-      contact_sheet.write_contact_sheet(result, job.contact_sheet,
-                                        title=f"{entry.id}: {entry.caption[:80]}")
-    except Exception:  # pylint: disable=broad-except
-      stats["contact_sheet_errors"] = 1
-    stats["seconds"] = dict(stats.get("seconds", {}), contact_sheet=time.perf_counter() - t1)
-  example = dict(frames=np.asarray(result.frames, np.uint8),
-                 faces=np.asarray(result.faces, np.uint8),
-                 face_mask=np.asarray(result.face_mask, np.bool_),
-                 face_boxes=np.asarray(result.face_boxes, np.float32),
-                 caption=entry.caption, id=entry.id, video=entry.video,
-                 source=entry.source)
-  record = dict(split=job.split, id=entry.id, path=job.path, ok=True, stage=None,
-                reason=None, stats=_jsonable(stats), score=score,
-                seconds=time.perf_counter() - t0)
-  return ClipOutcome(record, example)
-
-
-def _jsonable(x):
-  if isinstance(x, dict):
-    return {str(k): _jsonable(v) for k, v in x.items()}
-  if isinstance(x, (list, tuple)):
-    return [_jsonable(v) for v in x]
-  if isinstance(x, (np.generic, np.ndarray)):
-    return x.tolist()
-  return x
-
-
-def _add_numbers(total: dict, stats: Mapping) -> None:
-  """Sums numeric leaves of ``stats`` into ``total`` (nested dicts kept)."""
-  for k, v in stats.items():
-    if isinstance(v, Mapping):
-      _add_numbers(total.setdefault(k, {}), v)
-    elif isinstance(v, (int, float)) and not isinstance(v, bool):
-      total[k] = total.get(k, 0) + v
-
-
-def summarize(records: list[dict], *, dataset: str, path: str,
-              wall_seconds: float, dropped_splits: list[str] = ()) -> dict:
-  """The build summary: counts, skip reasons, pipeline totals, accuracy."""
-  ok = [r for r in records if r["ok"]]
-  bad = [r for r in records if not r["ok"]]
-  splits = collections.defaultdict(lambda: {"ok": 0, "skipped": 0})
-  for r in records:
-    splits[r["split"]]["ok" if r["ok"] else "skipped"] += 1
-  totals: dict = {}
-  for r in ok:
-    _add_numbers(totals, r["stats"])
-  scored = [r["score"] for r in ok if r["score"]]
-  track = None
-  if scored:
-    track = {"clips_with_ground_truth": len(scored),
-             "main_correct_pct": 100.0 * float(np.mean([s["main_correct"] for s in scored])),
-             "mean_iou": float(np.mean([s["mean_iou"] for s in scored]))}
-  return {
-      "dataset": dataset, "path": path,
-      "clips_total": len(records), "clips_ok": len(ok), "clips_skipped": len(bad),
-      "splits": dict(splits), "dropped_splits": list(dropped_splits),
-      "skipped_by_stage": dict(collections.Counter(r["stage"] for r in bad)),
-      "skipped_by_reason": dict(collections.Counter(
-          f"{r['stage']}: {r['reason']}" for r in bad).most_common()),
-      "frames_decoded": totals.pop("frames_decoded", 0),
-      "detections": totals.pop("detections", 0),
-      "seconds_per_stage": totals.pop("seconds", {}),
-      "pipeline_totals": totals,   # the other numeric ClipResult.stats, summed
-      "track_selection": track,
-      "clip_seconds": float(sum(r["seconds"] for r in records)),
-      "wall_seconds": wall_seconds,
-  }
 
 
 class Facetrack(tfds.core.GeneratorBasedBuilder):

@@ -54,6 +54,12 @@ APPEARANCE_DIM = 256
 _CELL_OFFSET = 64 * np.kron(np.arange(4, dtype=np.int32).reshape(2, 2), np.ones((8, 8), np.int32))
 
 
+def _colour_bins(rgb: np.ndarray) -> np.ndarray:
+  """uint8[..., 3] -> uint8[...] colour bin in [0, 64): 4 levels per channel."""
+  q = rgb >> 6
+  return (q[..., 0] << 4) | (q[..., 1] << 2) | q[..., 2]
+
+
 def appearance(frame_rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
   """uint8[H, W, 3], float[n, >=4] boxes (pixels) -> float32[n, 256] unit descriptors."""
   h, w = frame_rgb.shape[:2]
@@ -62,8 +68,8 @@ def appearance(frame_rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
   for i, (bx0, by0, bx1, by1) in enumerate(boxes[:, :4].tolist()):
     x0, y0 = min(max(math.floor(bx0), 0), w - 1), min(max(math.floor(by0), 0), h - 1)
     x1, y1 = min(max(math.ceil(bx1), x0 + 1), w), min(max(math.ceil(by1), y0 + 1), h)
-    q = cv2.resize(frame_rgb[y0:y1, x0:x1], (16, 16), interpolation=cv2.INTER_AREA) >> 6
-    bins[i] = (q[..., 0] << 4) | (q[..., 1] << 2) | q[..., 2]   # 4 levels per channel: [0, 64)
+    bins[i] = _colour_bins(cv2.resize(frame_rgb[y0:y1, x0:x1], (16, 16),
+                                      interpolation=cv2.INTER_AREA))
   bins += _CELL_OFFSET                                          # 64 bins per 8x8 quadrant
   offset = APPEARANCE_DIM * np.arange(len(boxes), dtype=np.int32)[:, None, None]
   hist = np.bincount((bins + offset).ravel(), minlength=APPEARANCE_DIM * len(boxes))
@@ -85,8 +91,7 @@ def frame_signatures(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   else:
     sub = cv2.resize(frames.reshape(n * h, w, 3), (w // 4, n * h // 4),
                      interpolation=cv2.INTER_NEAREST).reshape(n, h // 4, w // 4, 3)
-  q = sub >> 6                                                   # 4 levels per channel
-  codes = ((q[..., 0] << 4) | (q[..., 1] << 2) | q[..., 2]).reshape(n, -1)   # [0, 64)
+  codes = _colour_bins(sub).reshape(n, -1)
   hist_nc = np.bincount((codes + 64 * np.arange(n, dtype=np.int32)[:, None]).ravel(),
                         minlength=64 * n).reshape(n, 64).astype(np.float32)
   # one INTER_AREA call for all thumbnails: 16 rows per frame make the row

@@ -64,10 +64,14 @@ def environment(environ=None) -> dict[str, str]:
   return env
 
 
-def retain_freed_memory() -> None:
+def retain_freed_memory(jax_on_cpu_only: bool = True) -> None:
   """Re-executes this command line with :data:`TUNABLES` (see the module doc);
-  returns normally when that is not wanted. Call it before any work starts."""
-  if not wanted() or not cpu_only():
+  returns normally when that is not wanted. Call it before any work starts.
+
+  ``jax_on_cpu_only=False``: also when JAX would run on an accelerator, for
+  host-bound work such as ``data_prep`` (every decoded 720p frame is a fresh
+  ``mmap`` there too: ~4k page faults per 16-frame clip)."""
+  if not wanted() or (jax_on_cpu_only and not cpu_only()):
     return
   print(f"host_memory: re-executing with GLIBC_TUNABLES={TUNABLES} "
         f"(set {OPT_OUT}=default to skip)", file=sys.stderr, flush=True)

@@ -42,3 +42,18 @@ def test_opt_out_and_already_set_do_nothing():
   env = dict(os.environ, **{host_memory.OPT_OUT: "default"})
   stdout, stderr = _run(env)
   assert "re-executing" not in stderr and "MARK default" in stdout
+
+
+@pytest.mark.skipif(not host_memory.wanted({}), reason="needs Linux with glibc")
+@pytest.mark.parametrize("jax_on_cpu_only,reexecutes", [(True, False), (False, True)])
+def test_host_bound_work_reexecutes_even_when_jax_would_use_an_accelerator(
+    jax_on_cpu_only, reexecutes):
+  child = CHILD.replace("retain_freed_memory()",
+                        f"retain_freed_memory(jax_on_cpu_only={jax_on_cpu_only})")
+  env = dict(os.environ, JAX_PLATFORMS="tpu")
+  env.pop(host_memory.OPT_OUT, None)
+  env.pop("GLIBC_TUNABLES", None)
+  out = subprocess.run([sys.executable, "-c", child], env=env, capture_output=True,
+                       text=True, timeout=120, check=True)
+  assert ("re-executing" in out.stderr) == reexecutes
+  assert ("MARK reexecuted" in out.stdout) == reexecutes

@@ -1,23 +1,28 @@
 """data_prep throughput: decode-only vs the full ``process_video``.
 
 On the same N synthetic clips (made by ``data_prep.synthetic.generate``)
-measures clips/s of (a) decoding every frame (``video.decode_video``, what any
-pipeline must pay) and (b) the whole ``process_video`` (decode + detect +
-track + choose + crop), the passes of (a) and (b) taking turns and each
-timed as its best of ``--repeats`` (so both see the same machine: on a
-shared VM the speed drifts by ~10% between minutes). Prints
-``ratio = full / decode`` (target >= 0.5: face
-tracking at most doubles the cost of reading the videos) and writes it to
-``benchmarks/results/data_prep_<host>[_<W>x<H>].json``.
+measures clips/s of (a) the pipeline's decode step (``pipeline.decode``:
+every frame decoded, the detection frames converted to RGB, every frame
+shrunk for the scene cuts), (b) the whole ``process_video`` (decode +
+detect + track + choose + crop) and, for reference, (c) converting every
+frame to RGB (``video.decode_video``, what the pipeline did before it kept
+only the frames it uses). The passes take turns and each is timed as its
+best of ``--repeats`` (so all see the same machine: on a shared VM the speed
+drifts by ~10% between minutes). Prints ``ratio = full / decode`` = (b) /
+(a) (target >= 0.5: face tracking at most doubles the cost of reading the
+videos) and writes it to
+``benchmarks/results/data_prep_<host>[_<W>x<H>][_<F>f].json``.
 
   python -m benchmarks.data_prep_throughput --num-clips 16 [--repeats 2] \
-      [--width 1280 --height 720] [--set keyframe_every=8] [--detector-arg min_size=30]
+      [--width 1280 --height 720] [--clip-frames 96 --fps 30] \
+      [--set keyframe_every=8] [--detector-arg min_size=30]
 
 The ratio depends on the video's resolution: decoding grows with the pixel
 count, detection does not (the detector shrinks every frame to
 ``max_side`` = 240 px first, ``data_prep/detect.py``). The synthetic set is
 320x240; real FEC-Bench sources are mostly 720p or larger (RAVDESS 1280x720),
-so measure both.
+so measure both. The synthetic clips are 16 frames (2 s at 8 fps); real
+ones are longer (3-5 s at 25-30 fps): ``--clip-frames`` / ``--fps``.
 """
 
 from __future__ import annotations
@@ -49,11 +54,13 @@ def _clips_per_s(fns, paths, repeats: int) -> list[float]:
 
 
 def run(num_clips: int, seed: int, repeats: int, workdir: str,
-        overrides: dict | None = None, width: int = 320, height: int = 240) -> dict:
+        overrides: dict | None = None, width: int = 320, height: int = 240,
+        clip_frames: int = 16, fps: float = 8.0) -> dict:
   from data_prep import detect, pipeline, synthetic, video
   from data_prep.errors import ClipError
 
-  synthetic.generate(workdir, num_clips=num_clips, seed=seed, width=width, height=height)
+  synthetic.generate(workdir, num_clips=num_clips, seed=seed, width=width, height=height,
+                     num_frames=clip_frames, fps=fps)
   records = json.loads((pathlib.Path(workdir) / "annotations.json").read_text())
   paths = [str(pathlib.Path(workdir) / r["video"]) for r in records]
   cfg = pipeline.PrepConfig(**(overrides or {}))
@@ -68,8 +75,9 @@ def run(num_clips: int, seed: int, repeats: int, workdir: str,
   full(paths[0])  # warm-up: detector load, codec init
   video.decode_video(paths[0], cfg.decode_max_side)
   failures.clear()
-  decode_cps, full_cps = _clips_per_s(
-      [lambda p: video.decode_video(p, cfg.decode_max_side), full], paths, repeats)
+  decode_cps, full_cps, all_rgb_cps = _clips_per_s(
+      [lambda p: pipeline.decode(p, cfg), full,
+       lambda p: video.decode_video(p, cfg.decode_max_side)], paths, repeats)
   stages: dict[str, float] = {}
   frames, ok = 0, 0
   failures.clear()
@@ -85,7 +93,7 @@ def run(num_clips: int, seed: int, repeats: int, workdir: str,
       "processor": platform.processor(), "cpu_count": os.cpu_count(),
       "date": datetime.datetime.now().isoformat(timespec="seconds"),
       "num_clips": num_clips, "seed": seed, "repeats": repeats,
-      "video_size": [width, height],
+      "video_size": [width, height], "clip_frames": clip_frames, "fps": fps,
       "frames_per_clip": frames / max(1, ok),
       "prep_config": {k: getattr(cfg, k) for k in
                       ("num_frames", "frame_size", "face_size", "detector",
@@ -93,6 +101,7 @@ def run(num_clips: int, seed: int, repeats: int, workdir: str,
       "prep_overrides": overrides or {},
       "detector_repr": repr(detect.get_detector(cfg.detector, **dict(cfg.detector_kwargs))),
       "decode_clips_per_s": decode_cps, "full_clips_per_s": full_cps,
+      "decode_every_frame_rgb_clips_per_s": all_rgb_cps,
       "ratio_full_over_decode": full_cps / decode_cps, "target_ratio": TARGET_RATIO,
       "meets_target": full_cps / decode_cps >= TARGET_RATIO,
       "stage_share": {k: v / total for k, v in stages.items()},
@@ -108,6 +117,8 @@ def main(argv=None) -> int:
   p.add_argument("--repeats", type=int, default=1, help="best of this many passes")
   p.add_argument("--width", type=int, default=320, help="synthetic video width")
   p.add_argument("--height", type=int, default=240, help="synthetic video height")
+  p.add_argument("--clip-frames", type=int, default=16, help="frames per synthetic clip")
+  p.add_argument("--fps", type=float, default=8.0, help="synthetic frame rate")
   p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                  help="PrepConfig override, e.g. --set max_detect_frames=8 (int/float/str)")
   p.add_argument("--detector-arg", action="append", default=[], metavar="KEY=VALUE",
@@ -124,15 +135,20 @@ def main(argv=None) -> int:
   except ValueError as e:
     p.error(str(e))
   with tempfile.TemporaryDirectory() as tmp:
-    res = run(args.num_clips, args.seed, args.repeats, tmp, overrides, args.width, args.height)
+    res = run(args.num_clips, args.seed, args.repeats, tmp, overrides, args.width, args.height,
+              args.clip_frames, args.fps)
   name = (res["host"] or res["machine"]).replace(os.sep, "_")
   if (args.width, args.height) != (320, 240):
     name += f"_{args.width}x{args.height}"
+  if args.clip_frames != 16:
+    name += f"_{args.clip_frames}f"
   out = pathlib.Path(args.out or pathlib.Path(__file__).parent / "results"
                      / f"data_prep_{name}.json")
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(json.dumps(res, indent=1) + "\n")
-  print(f"{args.num_clips} clips of {args.width}x{args.height}: decode-only {res['decode_clips_per_s']:.2f} clips/s, "
+  print(f"{args.num_clips} clips of {args.clip_frames} frames, {args.width}x{args.height}: "
+        f"decode {res['decode_clips_per_s']:.2f} clips/s (every frame to RGB: "
+        f"{res['decode_every_frame_rgb_clips_per_s']:.2f}), "
         f"full process_video {res['full_clips_per_s']:.2f} clips/s, ratio "
         f"{res['ratio_full_over_decode']:.2f} (target >= {TARGET_RATIO}: "
         f"{'met' if res['meets_target'] else 'NOT met'})")
@@ -143,4 +159,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+  from facetrack_jax import host_memory
+  host_memory.retain_freed_memory(jax_on_cpu_only=False)   # as python -m data_prep.build
   raise SystemExit(main())

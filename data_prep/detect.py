@@ -300,11 +300,12 @@ class HaarDetector:
 
 # ----------------------------------------------------------------- schedule
 
-def detect_clip(detector: Detector, frames: np.ndarray, det_frames: np.ndarray,
+def detect_clip(detector: Detector, frames, det_frames: np.ndarray,
                 cuts: np.ndarray, keyframe_every: int = 4, memory: int = 3,
                 refind_iou: float = 0.5
                 ) -> tuple[list[np.ndarray], np.ndarray]:
-  """Faces on each of ``det_frames`` (sorted indices into ``frames``).
+  """Faces on each of ``det_frames`` (sorted frame numbers; ``frames[f]`` is
+  frame ``f``: an array of every frame, or a dict of just these).
 
   Full-frame search on keyframes: every ``keyframe_every``-th detection
   frame, the first one after each scene cut, and any frame with nothing to

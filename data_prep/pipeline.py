@@ -2,7 +2,9 @@
 
 ``process_video(path, cfg)`` runs, in order (module of each step):
 
-  decode   (video.py)          all frames, RGB; PyAV, OpenCV as fallback
+  decode   (video.py)          every frame decoded (PyAV, OpenCV as fallback);
+                               the detection frames kept as RGB, every frame
+                               kept 1/4-size for the cuts (``decode``)
   sample   (video.py)          T frames uniformly over the clip
   cuts     (track.py)          scene cuts from frame differences
   detect   (detect.py)         faces on a denser set of frames (a uniform grid
@@ -21,17 +23,22 @@ Speed: a full Haar search costs ~3x decoding a 320x240 frame, so it runs
 only on keyframes; between them the detector looks only near known faces
 (~0.3 ms per face found, 0.08 ms per face not found), and on keyframes only
 near the faces the full search did not find again. Measured by
-``benchmarks/data_prep_throughput.py`` (16 synthetic clips of 16 frames, one
-process, 2-core VM, 2026-12-04, decode and full passes interleaved, best of
-6): at 320x240 decode 14-17 ms/clip, the whole pipeline 31-35 ms/clip,
-ratio full/decode 0.45-0.54 over seven runs, median 0.48 (target 0.5; 0.34
-on the same VM before the coarser full search of ``detect.py``; in three
-runs taking turns with the code before the batched signatures, appearance
-and second cascade instance: 0.54, 0.48, 0.50 against 0.42, 0.47, 0.41); at
-1280x720 0.70-0.83 (the detector works on frames shrunk to 240 px).
+``benchmarks/data_prep_throughput.py`` (one process, 2-core VM, 2026-12-04,
+decode and full passes interleaved): ratio full/decode 0.37-0.44 over eight
+runs at 320x240 (16 clips of 16 frames, median 0.40; target 0.5), 0.74 at
+1280x720 (16 frames) and 0.75 for 96-frame 1280x720 clips (the detector
+works on frames shrunk to 240 px). The ratio fell from 0.45-0.54 because
+decoding got faster, not tracking slower: one swscale converter per stream
+instead of one per frame, RGB only for the detection frames of long clips,
+and ``python -m data_prep.build`` keeps freed memory
+(``facetrack_jax/host_memory.py``). The whole pipeline per clip, each version
+in its own process, taking turns with the code before (best of 6 passes):
+320x240, 16 frames: 32-33 ms with the memory tunables, 35-37 without,
+instead of 39-43 (three rounds); 1280x720 with the tunables: 123-133 ms
+instead of 149-152 for 16 frames, 269-273 instead of 410-421 for 96 frames
+(two rounds; 24 frames held instead of 96).
 ``keyframe_every=8`` drops one of the two full searches of a 16-frame clip:
-ratio 0.45-0.58 (noisy, earlier code), main character 99.0% and IoU 0.84
-instead of 99.5% and 0.86 (200 clips).
+main character 99.0% and IoU 0.84 instead of 99.5% and 0.86 (200 clips).
 
 Accuracy on synthetic clips (``score_against_ground_truth``): 200 clips,
 seed 3: main character right on 99.5%, mean box IoU 0.86, per-frame recall
@@ -116,6 +123,21 @@ class ClipResult:
   stats: dict
 
 
+def detection_frames(num_frames: int, cfg: PrepConfig) -> np.ndarray:
+  """int64[M]: the frames detection runs on (video.detection_indices), a
+  superset of the ``cfg.num_frames`` sampled ones."""
+  sampled = video.sample_indices(num_frames, cfg.num_frames)
+  return video.detection_indices(num_frames, sampled, cfg.detect_stride, cfg.max_detect_frames)
+
+
+def decode(path: str, cfg: PrepConfig = PrepConfig()) -> video.Video:
+  """The decode step of ``process_video``: every frame is decoded, only the
+  detection frames are converted to RGB and kept, and every frame is kept
+  shrunk by ``track.SIGNATURE_SHRINK`` for the scene cuts."""
+  return video.decode_video(path, cfg.decode_max_side, functools.partial(detection_frames, cfg=cfg),
+                            track.SIGNATURE_SHRINK)
+
+
 @functools.lru_cache(maxsize=8)
 def _cached_detector(name: str, kwargs: tuple) -> detect.Detector:
   return detect.get_detector(name, **dict(kwargs))
@@ -127,17 +149,19 @@ def process_video(path: str, cfg: PrepConfig = PrepConfig(),
   path = str(path)
   det = detector or _cached_detector(cfg.detector, tuple(cfg.detector_kwargs))
   t0 = time.perf_counter()
-  vid = video.decode_video(path, cfg.decode_max_side)
-  n, h, w = vid.frames.shape[:3]
+  vid = decode(path, cfg)
+  n, (h, w) = vid.num_frames, vid.frames.shape[1:3]
   sampled = video.sample_indices(n, cfg.num_frames)
-  det_frames = video.detection_indices(n, sampled, cfg.detect_stride, cfg.max_detect_frames)
+  det_frames = vid.index                     # detection_frames(n, cfg): they hold `sampled`
+  frame = dict(zip(vid.index.tolist(), vid.frames))   # frame number -> RGB frame
 
   t1 = time.perf_counter()   # scene cuts count as tracking; detection needs them first
-  cuts = track.scene_cuts(vid.frames, cfg.cut_hist_threshold, cfg.cut_pixel_threshold)
+  cuts = track.scene_cuts(vid.small, cfg.cut_hist_threshold, cfg.cut_pixel_threshold,
+                          shrunk=True)
   t_cuts = time.perf_counter() - t1
-  dets, keys = detect.detect_clip(det, vid.frames, det_frames, cuts, cfg.keyframe_every,
+  dets, keys = detect.detect_clip(det, frame, det_frames, cuts, cfg.keyframe_every,
                                   cfg.max_gap + 1)
-  apps = [track.appearance(vid.frames[f], d) for f, d in zip(det_frames, dets)]
+  apps = [track.appearance(frame[f], d) for f, d in zip(det_frames, dets)]
   num_dets = int(sum(len(d) for d in dets))
   if num_dets == 0:
     raise ClipError("detect", f"no face found in any of {len(det_frames)} frames searched "
@@ -155,7 +179,7 @@ def process_video(path: str, cfg: PrepConfig = PrepConfig(),
 
   t3 = time.perf_counter()
   T, S, H = cfg.num_frames, cfg.face_size, cfg.frame_size
-  frames = np.stack([crop.resize_frame(vid.frames[f], H) for f in sampled])
+  frames = np.stack([crop.resize_frame(frame[f], H) for f in sampled])
   faces = np.zeros((T, S, S, 3), np.uint8)
   mask, bridged = np.zeros(T, bool), np.zeros(T, bool)
   boxes = np.zeros((T, 4), np.float32)
@@ -166,17 +190,18 @@ def process_video(path: str, cfg: PrepConfig = PrepConfig(),
     if hit is None:
       continue
     box, observed = hit
-    faces[t] = crop.crop_square(vid.frames[f], box, cfg.margin, S)
+    faces[t] = crop.crop_square(frame[f], box, cfg.margin, S)
     mask[t], bridged[t] = True, not observed
     boxes[t] = np.clip(box / scale, 0.0, 1.0)
   if h <= PREVIEW_HEIGHT:
-    preview = vid.frames[sampled]
+    preview = np.stack([frame[f] for f in sampled])
   else:
     ph, pw = PREVIEW_HEIGHT, max(1, round(w * PREVIEW_HEIGHT / h))
-    preview = np.stack([crop.resize_frame(vid.frames[f], ph, pw) for f in sampled])
+    preview = np.stack([crop.resize_frame(frame[f], ph, pw) for f in sampled])
   t4 = time.perf_counter()
 
-  stats = dict(frames_decoded=int(n), detect_frames=int(len(det_frames)),
+  stats = dict(frames_decoded=int(n), frames_converted=int(len(vid.frames)),
+               detect_frames=int(len(det_frames)),
                keyframes=int(keys.sum()), detections=num_dets, tracks=len(tracks),
                cuts=int(len(cuts)), frames_with_face=int(mask.sum()),
                opencv_fallback=int(vid.backend == "opencv"),

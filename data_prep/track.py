@@ -79,18 +79,26 @@ def appearance(frame_rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------- scene cuts
 
-def frame_signatures(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+SIGNATURE_SHRINK = 4   # frame signatures look at every 4th pixel of every 4th row
+
+
+def frame_signatures(frames: np.ndarray, shrunk: bool = False) -> tuple[np.ndarray, np.ndarray]:
   """uint8[N, H, W, 3] -> (float32[N, 64] colour histograms each summing to 1,
   float32[N, 16, 16, 3] thumbnails in [0, 1]), both from a nearest-pixel
-  shrink by 4 (cheap, and enough for cuts). When H and W are multiples of 4
-  (every common video size) all frames are shrunk in one call, stacked."""
+  shrink by ``SIGNATURE_SHRINK`` (cheap, and enough for cuts). ``shrunk``:
+  ``frames`` are already that small (``video.decode_video(small_factor=)``).
+  When H and W are multiples of 4 (every common video size) all frames are
+  shrunk in one call, stacked."""
   n, h, w = frames.shape[:3]
-  if h % 4 or w % 4:   # per frame: a stacked shrink would mix rows across frames
-    sub = np.stack([cv2.resize(f, ((w + 3) // 4, (h + 3) // 4), interpolation=cv2.INTER_NEAREST)
+  k = SIGNATURE_SHRINK
+  if shrunk:
+    sub = frames
+  elif h % k or w % k:   # per frame: a stacked shrink would mix rows across frames
+    sub = np.stack([cv2.resize(f, (-(-w // k), -(-h // k)), interpolation=cv2.INTER_NEAREST)
                     for f in frames])
   else:
-    sub = cv2.resize(frames.reshape(n * h, w, 3), (w // 4, n * h // 4),
-                     interpolation=cv2.INTER_NEAREST).reshape(n, h // 4, w // 4, 3)
+    sub = cv2.resize(frames.reshape(n * h, w, 3), (w // k, n * h // k),
+                     interpolation=cv2.INTER_NEAREST).reshape(n, h // k, w // k, 3)
   codes = _colour_bins(sub).reshape(n, -1)
   hist_nc = np.bincount((codes + 64 * np.arange(n, dtype=np.int32)[:, None]).ravel(),
                         minlength=64 * n).reshape(n, 64).astype(np.float32)
@@ -103,14 +111,15 @@ def frame_signatures(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def scene_cuts(frames: np.ndarray, hist_threshold: float = 0.35,
-               pixel_threshold: float = 0.08) -> np.ndarray:
+               pixel_threshold: float = 0.08, shrunk: bool = False) -> np.ndarray:
   """uint8[N, H, W, 3] -> int64[K]: frames that start a new shot (never 0).
 
   A cut needs both: half the L1 distance of the colour histograms (in
   [0, 1]) above ``hist_threshold`` and mean absolute thumbnail difference
   above ``pixel_threshold`` (motion alone moves pixels, not histograms).
+  ``shrunk``: as in ``frame_signatures``.
   """
-  hist_nc, thumb_nhwc = frame_signatures(frames)
+  hist_nc, thumb_nhwc = frame_signatures(frames, shrunk)
   dh_n = 0.5 * np.abs(np.diff(hist_nc, axis=0)).sum(1)       # between frame i and i + 1
   dp_n = np.abs(np.diff(thumb_nhwc, axis=0)).mean((1, 2, 3))
   return (np.flatnonzero((dh_n > hist_threshold) & (dp_n > pixel_threshold)) + 1).astype(np.int64)

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from data_prep import detect, main_character, pipeline, track
+from data_prep import detect, main_character, pipeline, track, video
 from tests.test_video import draw_face, write_video
 
 
@@ -160,6 +160,22 @@ def test_scene_cuts_found_and_motion_is_not_a_cut():
   rng = np.random.default_rng(1)
   fast = np.stack(_scene(rng, (90, 120, 150), [(60, 120, 36, X)], 20, speed=9, pan=12))
   assert len(track.scene_cuts(fast)) == 0   # fast motion and a fast pan are not cuts
+
+
+def test_scene_cuts_from_frames_shrunk_on_decode(tmp_path):
+  """The pipeline finds cuts on every frame shrunk on decode
+  (``decode_video(small_factor=)``): from the RGB frames when most are kept,
+  else straight from YUV. The same cuts either way."""
+  k = track.SIGNATURE_SHRINK
+  rng = np.random.default_rng(1)
+  fast = np.stack(_scene(rng, (90, 120, 150), [(60, 120, 36, X)], 20, speed=9, pan=12))
+  for name, frames, cuts in (("shots", three_shots(), [12, 24]), ("fast", fast, [])):
+    path = write_video(tmp_path / f"{name}.mp4", frames)
+    for keep in (None, lambda n: [0, n - 1]):   # every frame to RGB / two of them
+      v = video.decode_video(path, keep=keep, small_factor=k)
+      assert len(v.frames) == (2 if keep else len(frames))
+      np.testing.assert_array_equal(track.scene_cuts(v.small, shrunk=True), cuts)
+    np.testing.assert_array_equal(track.scene_cuts(video.decode_video(path).frames), cuts)
 
 
 def test_frame_signatures_of_stacked_frames_equal_one_by_one():

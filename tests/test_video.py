@@ -91,6 +91,39 @@ def test_opencv_fallback_decodes_the_same(tmp_path):
   assert np.abs(a.frames.astype(int) - b.frames.astype(int)).mean() < 3
 
 
+def test_decode_converts_only_the_kept_frames(tmp_path):
+  p = write_video(tmp_path / "clip.mp4", colour_frames(30))
+  keep = lambda n: [0, 5, n - 1]
+  for decode in (video._decode_pyav, video._decode_opencv):
+    every, kept = decode(p, None), decode(p, None, keep, 4)
+    assert kept.num_frames == every.num_frames == 30
+    np.testing.assert_array_equal(kept.index, [0, 5, 29])
+    np.testing.assert_array_equal(kept.frames, every.frames[[0, 5, 29]])   # the same to the bit
+    assert every.small is None and kept.small.shape == (30, 12, 16, 3)
+    # flat colours: every 4th pixel of every frame, within the codec's error
+    assert np.abs(kept.small.astype(int) - every.frames[:, ::4, ::4]).mean() < 3, decode
+
+
+def test_decode_keeps_the_right_frames_when_the_container_miscounts(tmp_path):
+  """Cut by one byte, the file declares 300 frames and decodes 297 (not
+  truncation: within the slack). The frames to keep depend on the true
+  count, so PyAV decodes a second time, knowing it."""
+  good = write_video(tmp_path / "good.mp4", colour_frames(300), options={"movflags": "faststart"})
+  cut = tmp_path / "cut.mp4"
+  cut.write_bytes(open(good, "rb").read()[:-1])
+  with av.open(str(cut)) as c:
+    declared = c.streams.video[0].frames
+  every = video.decode_video(str(cut))
+  n = len(every.frames)
+  assert declared == 300 and declared - 6 <= n < declared, (declared, n)
+  keep = lambda m: video.sample_indices(m, 8)
+  assert set(keep(n)) != set(keep(declared))
+  v = video.decode_video(str(cut), keep=keep)
+  assert v.num_frames == n
+  np.testing.assert_array_equal(v.index, keep(n))
+  np.testing.assert_array_equal(v.frames, every.frames[keep(n)])
+
+
 def test_decode_max_side_shrinks(tmp_path):
   src = np.zeros((5, 240, 320, 3), np.uint8)
   src[:, :120] = 200

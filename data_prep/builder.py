@@ -49,7 +49,7 @@ from etils import epath
 
 from data_prep import annotations as ann_lib
 from data_prep.build_summary import summarize
-from data_prep.clip_job import ClipJob, ClipOutcome, error_record, run_job
+from data_prep.clip_job import ClipJob, ClipOutcome, error_record, init_worker, run_job
 
 NAME = "facetrack"
 ERRORS_FILE = "errors.jsonl"
@@ -247,7 +247,10 @@ class Facetrack(tfds.core.GeneratorBasedBuilder):
     self._bar = tqdm.tqdm(total=total, desc=f"{NAME}/{self.builder_config.name}",
                           unit="clip", disable=not self._progress)
     if self._workers > 1 and total > 1:
-      self._pool = multiprocessing.get_context("spawn").Pool(min(self._workers, total))
+      n = min(self._workers, total)
+      cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+      self._pool = multiprocessing.get_context("spawn").Pool(
+          n, initializer=init_worker, initargs=(max(1, (cores or 1) // n),))
     generators = {}
     for split, js in jobs.items():
       # TFDS cannot write an empty split: find each split's first good clip

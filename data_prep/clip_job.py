@@ -37,6 +37,14 @@ class ClipOutcome:
   example: dict | None = None
 
 
+def init_worker(threads: int) -> None:
+  """Initializer of the build's worker processes: ``threads`` each for OpenCV
+  and the decoder (``pipeline.limit_threads``), so W workers share the cores
+  instead of each starting one thread per core."""
+  from data_prep import pipeline
+  pipeline.limit_threads(threads)
+
+
 def error_record(split: str, err: ClipError, seconds: float = 0.0) -> dict:
   return dict(split=split, **err.to_json(), ok=False, stats={}, score=None,
               seconds=seconds)

@@ -39,6 +39,10 @@ from data_prep.errors import ClipError
 _TRUNCATION_SLACK_FRAC = 0.02
 _TRUNCATION_SLACK_MIN = 2
 
+# Decoder threads per clip; 0 = FFmpeg's choice (one per core). Worker pools
+# set 1 (``pipeline.limit_threads``): their processes already share the cores.
+DECODE_THREADS = 0
+
 KeepFn = Callable[[int], np.ndarray]   # number of frames N -> frame numbers to keep
 
 
@@ -141,6 +145,8 @@ def _decode_pyav(path: str, max_side: int | None, keep: KeepFn | None = None,
       raise ClipError("open", "the file has no video stream", path=path)
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
+    if DECODE_THREADS:
+      stream.codec_context.thread_count = DECODE_THREADS
     rate = stream.average_rate or stream.guessed_rate
     fps = float(rate) if rate else 0.0
     declared = int(stream.frames or 0)

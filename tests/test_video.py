@@ -124,6 +124,28 @@ def test_decode_keeps_the_right_frames_when_the_container_miscounts(tmp_path):
   np.testing.assert_array_equal(v.frames, every.frames[keep(n)])
 
 
+def test_one_decoder_thread_decodes_the_same(tmp_path, monkeypatch):
+  p = write_video(tmp_path / "clip.mp4", np.random.default_rng(0).integers(
+      0, 255, (12, 96, 128, 3), np.uint8))
+  every = video.decode_video(p)
+  monkeypatch.setattr(video, "DECODE_THREADS", 1)   # as pipeline.limit_threads(1) sets
+  np.testing.assert_array_equal(video.decode_video(p).frames, every.frames)
+
+
+def _thread_settings():
+  return cv2.getNumThreads(), video.DECODE_THREADS
+
+
+def test_build_workers_start_with_their_share_of_the_threads():
+  """data_prep.builder's pool initializer (clip_job.init_worker)."""
+  import multiprocessing
+  from data_prep import clip_job
+  with multiprocessing.get_context("spawn").Pool(
+      1, initializer=clip_job.init_worker, initargs=(1,)) as pool:
+    assert pool.apply(_thread_settings) == (1, 1)
+  assert video.DECODE_THREADS == 0   # this process keeps the defaults
+
+
 def test_decode_max_side_shrinks(tmp_path):
   src = np.zeros((5, 240, 320, 3), np.uint8)
   src[:, :120] = 200

@@ -49,7 +49,8 @@ from etils import epath
 
 from data_prep import annotations as ann_lib
 from data_prep.build_summary import summarize
-from data_prep.clip_job import ClipJob, ClipOutcome, error_record, init_worker, run_job
+from data_prep.clip_job import (ClipJob, ClipOutcome, error_record, init_worker, run_job,
+                                worker_threads)
 
 NAME = "facetrack"
 ERRORS_FILE = "errors.jsonl"
@@ -248,9 +249,8 @@ class Facetrack(tfds.core.GeneratorBasedBuilder):
                           unit="clip", disable=not self._progress)
     if self._workers > 1 and total > 1:
       n = min(self._workers, total)
-      cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
       self._pool = multiprocessing.get_context("spawn").Pool(
-          n, initializer=init_worker, initargs=(max(1, (cores or 1) // n),))
+          n, initializer=init_worker, initargs=(worker_threads(n),))
     generators = {}
     for split, js in jobs.items():
       # TFDS cannot write an empty split: find each split's first good clip

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import pathlib
 import time
 
@@ -35,6 +36,12 @@ class ClipOutcome:
   seconds); ``example`` is the TFDS example or None for a skipped clip."""
   record: dict
   example: dict | None = None
+
+
+def worker_threads(workers: int) -> int:
+  """Threads for each of ``workers`` processes sharing this machine's cores."""
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+  return max(1, (cores or 1) // max(1, workers))
 
 
 def init_worker(threads: int) -> None:

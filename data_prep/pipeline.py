@@ -28,10 +28,10 @@ decode and full passes interleaved): ratio full/decode 0.37-0.44 over ten
 runs at 320x240 (16 clips of 16 frames, median 0.39; target 0.5; 0.34 and
 0.37 with 2 worker processes, i.e. in CPU time), 0.74-0.77 at 1280x720 (16
 frames; 0.78 with 2 workers) and 0.76 for 96-frame 1280x720 clips (the
-detector works on frames shrunk to 240 px). The ratio fell from 0.45-0.54 because
-decoding got faster, not tracking slower: one swscale converter per stream
-instead of one per frame, RGB only for the detection frames of long clips,
-and ``python -m data_prep.build`` keeps freed memory
+detector works on frames shrunk to 240 px). The ratio fell from 0.45-0.54
+because decoding got faster, not tracking slower: one swscale converter per
+stream instead of one per frame, RGB only for the detection frames of long
+clips, and ``python -m data_prep.build`` keeps freed memory
 (``facetrack_jax/host_memory.py``). The whole pipeline per clip, each version
 in its own process, taking turns with the code before (best of 6 passes):
 320x240, 16 frames: 32-33 ms with the memory tunables, 35-37 without,

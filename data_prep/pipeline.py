@@ -213,7 +213,7 @@ def process_video(path: str, cfg: PrepConfig = PrepConfig(),
     preview = np.stack([crop.resize_frame(frame[f], ph, pw) for f in sampled])
   t4 = time.perf_counter()
 
-  stats = dict(frames_decoded=int(n), frames_converted=int(len(vid.frames)),
+  stats = dict(frames_decoded=int(n), frames_kept=int(len(vid.frames)),
                detect_frames=int(len(det_frames)),
                keyframes=int(keys.sum()), detections=num_dets, tracks=len(tracks),
                cuts=int(len(cuts)), frames_with_face=int(mask.sum()),

@@ -19,16 +19,16 @@ bridged) gets ``face_mask=False``, a zero crop and a zero box. A 1-frame video
 gives T copies of that frame. Unusable input raises ``ClipError``; a clip with
 no face anywhere raises ``ClipError("detect" | "track", "no face found ...")``.
 
-Speed: a full Haar search costs ~3x decoding a 320x240 frame, so it runs
+Speed: a full Haar search costs ~5x decoding a 320x240 frame, so it runs
 only on keyframes; between them the detector looks only near known faces
 (~0.3 ms per face found, 0.08 ms per face not found), and on keyframes only
 near the faces the full search did not find again. Measured by
 ``benchmarks/data_prep_throughput.py`` (one process, 2-core VM, 2026-12-04,
 decode and full passes interleaved): ratio full/decode 0.37-0.44 over ten
 runs at 320x240 (16 clips of 16 frames, median 0.39; target 0.5; 0.34 and
-0.37 with 2 worker processes, i.e. in CPU time), 0.74-0.77 at 1280x720 (16
-frames; 0.78 with 2 workers) and 0.76 for 96-frame 1280x720 clips (the
-detector works on frames shrunk to 240 px). The ratio fell from 0.45-0.54
+0.37 with 2 worker processes, i.e. in CPU time), 0.50 and 0.56 at 640x480,
+0.74-0.77 at 1280x720 (16 frames; 0.78 with 2 workers) and 0.76 for
+96-frame 1280x720 clips (the detector works on frames shrunk to 240 px). The ratio fell from 0.45-0.54
 because decoding got faster, not tracking slower: one swscale converter per
 stream instead of one per frame, RGB only for the detection frames of long
 clips, and ``python -m data_prep.build`` keeps freed memory

@@ -218,6 +218,7 @@ def process_video(path: str, cfg: PrepConfig = PrepConfig(),
                keyframes=int(keys.sum()), detections=num_dets, tracks=len(tracks),
                cuts=int(len(cuts)), frames_with_face=int(mask.sum()),
                opencv_fallback=int(vid.backend == "opencv"),
+               decoded_twice=int(vid.passes > 1),
                seconds=dict(decode=t1 - t0, detect=t2 - t1 - t_cuts, track=t3 - t2 + t_cuts,
                             crop=t4 - t3))
   return ClipResult(path, frames, faces, mask, boxes, bridged, sampled, det_frames, keys, dets,

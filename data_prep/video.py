@@ -54,7 +54,8 @@ class Video:
   ``frames uint8[M, H, W, 3]`` are frames ``index int64[M]`` of the file's
   ``num_frames`` (all of them unless ``decode_video`` was given ``keep``);
   ``small uint8[num_frames, ceil(H/k), ceil(W/k), 3]``: every frame shrunk
-  by ``k = small_factor`` (nearest pixel), or None."""
+  by ``k = small_factor`` (nearest pixel), or None. ``passes``: 2 when the
+  file was decoded twice (see ``decode_video``)."""
   frames: np.ndarray
   fps: float
   original_size: tuple[int, int]   # (height, width) as stored in the file
@@ -62,6 +63,7 @@ class Video:
   index: np.ndarray | None = None
   num_frames: int = 0
   small: np.ndarray | None = None
+  passes: int = 1                  # 2: decoded again, the declared frame count was wrong
 
   def __post_init__(self):
     if self.index is None:
@@ -177,7 +179,9 @@ def _decode_pyav(path: str, max_side: int | None, keep: KeepFn | None = None,
     if count:
       raise ClipError("decode", f"{count} frames on the first pass, {n} on the second", path=path)
     # the container declared the wrong number of frames: once more, knowing it
-    return _decode_pyav(path, max_side, keep, small_factor, count=n)
+    again = _decode_pyav(path, max_side, keep, small_factor, count=n)
+    again.passes = 2
+    return again
   return _select(path, rgb, index, n, keep, small, small_factor, fps=fps,
                  original_size=size, backend="pyav")
 
@@ -214,7 +218,8 @@ def decode_video(path: str, max_side: int | None = None, keep: KeepFn | None = N
   ``keep(N) -> int[M]``: only these of the file's N frames are kept, and
   when they are fewer than half, only they are converted to RGB (every frame
   is still decoded: the codec needs them). PyAV reads N from the container
-  first and decodes a second time in the rare case that it was wrong.
+  first and decodes a second time in the rare case that it was wrong
+  (``Video.passes``; the build summary counts them as ``decoded_twice``).
   ``small_factor = k > 0``: ``Video.small`` holds every frame shrunk by k
   (nearest pixel): of the RGB frame when every frame is converted, else
   converted from YUV at that size (cheap; a few grey levels off the other).

@@ -210,6 +210,18 @@ def test_pipeline_splits_at_cuts_and_relinks_the_same_person(tmp_path):
   assert [t.segments for t in others] == [[(12, 23), (24, 35)]]
 
 
+def test_pipeline_on_a_long_clip_converts_only_the_detection_frames(tmp_path):
+  """12 detection frames of 36: only they are kept as RGB, the cuts come from
+  frames shrunk straight from YUV, and the result is the same story."""
+  path = write_video(tmp_path / "shots.mp4", three_shots())
+  res = pipeline.process_video(path, pipeline.PrepConfig(num_frames=4, max_detect_frames=12))
+  assert res.stats["frames_decoded"] == 36 and res.stats["frames_kept"] == 12
+  np.testing.assert_array_equal(res.cuts, [12, 24])
+  main = res.tracks[res.chosen_track]
+  assert main.segments == [(1, 10), (25, 34)]          # X, re-linked across shot B
+  np.testing.assert_array_equal(res.face_mask, [True, False, False, True])
+
+
 # ------------------------------------------------------------ main character
 
 def _track(tid, frames, box, app_seed=0):

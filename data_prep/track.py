@@ -37,6 +37,7 @@ import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from data_prep import video
 from data_prep.detect import box_iou
 
 
@@ -85,20 +86,11 @@ SIGNATURE_SHRINK = 4   # frame signatures look at every 4th pixel of every 4th r
 def frame_signatures(frames: np.ndarray, shrunk: bool = False) -> tuple[np.ndarray, np.ndarray]:
   """uint8[N, H, W, 3] -> (float32[N, 64] colour histograms each summing to 1,
   float32[N, 16, 16, 3] thumbnails in [0, 1]), both from a nearest-pixel
-  shrink by ``SIGNATURE_SHRINK`` (cheap, and enough for cuts). ``shrunk``:
-  ``frames`` are already that small (``video.decode_video(small_factor=)``).
-  When H and W are multiples of 4 (every common video size) all frames are
-  shrunk in one call, stacked."""
-  n, h, w = frames.shape[:3]
-  k = SIGNATURE_SHRINK
-  if shrunk:
-    sub = frames
-  elif h % k or w % k:   # per frame: a stacked shrink would mix rows across frames
-    sub = np.stack([cv2.resize(f, (-(-w // k), -(-h // k)), interpolation=cv2.INTER_NEAREST)
-                    for f in frames])
-  else:
-    sub = cv2.resize(frames.reshape(n * h, w, 3), (w // k, n * h // k),
-                     interpolation=cv2.INTER_NEAREST).reshape(n, h // k, w // k, 3)
+  shrink by ``SIGNATURE_SHRINK`` (``video.shrink_nearest``: cheap, and enough
+  for cuts). ``shrunk``: ``frames`` are already that small
+  (``video.decode_video(small_factor=)``)."""
+  n = len(frames)
+  sub = frames if shrunk else video.shrink_nearest(frames, SIGNATURE_SHRINK)
   codes = _colour_bins(sub).reshape(n, -1)
   hist_nc = np.bincount((codes + 64 * np.arange(n, dtype=np.int32)[:, None]).ravel(),
                         minlength=64 * n).reshape(n, 64).astype(np.float32)

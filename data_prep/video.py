@@ -60,15 +60,10 @@ class Video:
   fps: float
   original_size: tuple[int, int]   # (height, width) as stored in the file
   backend: str                     # "pyav" or "opencv"
-  index: np.ndarray | None = None
-  num_frames: int = 0
+  index: np.ndarray
+  num_frames: int
   small: np.ndarray | None = None
   passes: int = 1                  # 2: decoded again, the declared frame count was wrong
-
-  def __post_init__(self):
-    if self.index is None:
-      self.index = np.arange(len(self.frames), dtype=np.int64)
-    self.num_frames = self.num_frames or len(self.frames)
 
 
 def _check_file(path: str) -> None:
@@ -113,24 +108,33 @@ def _wanted(keep: KeepFn | None, n: int) -> set[int] | None:
   return None if 2 * len(want) >= n else want
 
 
-def _nearest(frame: np.ndarray, k: int) -> np.ndarray:
-  h, w = frame.shape[:2]
-  return cv2.resize(frame, (-(-w // k), -(-h // k)), interpolation=cv2.INTER_NEAREST)
+def shrink_nearest(frames, k: int) -> np.ndarray:
+  """uint8[N, H, W, 3] (an array, or a list of frames) -> uint8[N, ceil(H/k),
+  ceil(W/k), 3]: every k-th pixel of every k-th row. An array whose H and W
+  are multiples of k (every common video size) is shrunk in one OpenCV call,
+  stacked; otherwise one call per frame (a stacked shrink would mix rows
+  across frames)."""
+  if isinstance(frames, np.ndarray) and frames.shape[1] % k == 0 and frames.shape[2] % k == 0:
+    n, h, w = frames.shape[:3]
+    return cv2.resize(frames.reshape(n * h, w, 3), (w // k, n * h // k),
+                      interpolation=cv2.INTER_NEAREST).reshape(n, h // k, w // k, 3)
+  return np.stack([cv2.resize(f, (-(-f.shape[1] // k), -(-f.shape[0] // k)),
+                              interpolation=cv2.INTER_NEAREST) for f in frames])
 
 
 def _select(path, rgb, index, n, keep, small, small_factor, **video) -> Video:
   """``Video`` of the decoded frames ``rgb`` (numbers ``index``) cut down to
   ``keep(n)``. ``small``: every frame shrunk, or empty when ``rgb`` holds every
   frame (then they are shrunk here)."""
-  if small_factor and not small:
-    small = [_nearest(f, small_factor) for f in rgb]
+  if small_factor:
+    small = np.stack(small) if small else shrink_nearest(rgb, small_factor)
   final = np.arange(n, dtype=np.int64) if keep is None else np.asarray(keep(n), np.int64)
   pos = {f: i for i, f in enumerate(index)}
   if any(int(f) not in pos for f in final):
     raise ClipError("decode", f"frames {sorted(set(map(int, final)) - set(pos))[:5]} of "
                     f"{n} were not kept", path=path)
   return Video(np.stack([rgb[pos[int(f)]] for f in final]), index=final, num_frames=n,
-               small=np.stack(small) if small_factor else None, **video)
+               small=small if small_factor else None, **video)
 
 
 def _decode_pyav(path: str, max_side: int | None, keep: KeepFn | None = None,

@@ -25,7 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from benchmarks import bench_train, common, flops
+from benchmarks import bench_train, common
+from facetrack_jax import flops
 
 TARGET_SPEEDUP = 3.0
 PROMPT_TEXT = 32     # text tokens of the prompt besides the visual placeholders

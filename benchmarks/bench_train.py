@@ -4,7 +4,7 @@
 
 The step is the trainer's own (``train_step.jit_train_step``: forward,
 masked cross-entropy, backward, global-norm clip, AdamW) on the ``small``
-config. Model FLOPs are counted analytically (:mod:`benchmarks.flops`) and
+config. Model FLOPs are counted analytically (:mod:`facetrack_jax.flops`) and
 cross-checked against XLA's ``cost_analysis``; the peak is a square
 ``jnp.dot`` measured just before and just after the step in the same
 process. ``--breakdown`` also times forward + backward of each piece alone
@@ -26,7 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from benchmarks import common, flops
+from benchmarks import common
+from facetrack_jax import flops
 
 TARGET_RATIO = 0.5   # achieved model FLOP/s ÷ peak matmul FLOP/s, on CPU
 

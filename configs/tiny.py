@@ -15,6 +15,12 @@ def get_model_config() -> ml_collections.ConfigDict:
   m.dtype = "float32"       # compute dtype ("bfloat16" for mixed precision)
   m.param_dtype = "float32"
   m.shared_towers = False   # True: face crops go through the frame ViT too
+  # Layers of the ViTs and the LM: unrolled (False) or scanned with their
+  # parameters stacked on a leading "layers" axis (True: one compiled layer);
+  # remat: "none" | "full" | "dots_saveable" | "save_dot_except_mlp" | ...
+  # (facetrack_jax/models/layers.py: REMAT_POLICIES).
+  m.scan_layers = False
+  m.remat = "none"
 
   # SigLIP-style ViT for global frames. image_size is the resolution its
   # position-embedding grid was made for; other input sizes resample it.

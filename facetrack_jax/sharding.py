@@ -6,6 +6,13 @@ constrained with :func:`constrain`. The names are mapped to the mesh axes
 ``data``, ``fsdp`` and ``tensor`` by :data:`RULES` — change the table, not the
 model, to try another layout.
 
+A tensor dimension that its mesh axes do not divide keeps the longest
+leading run of them that does (none: that dimension is replicated), for
+parameters (:func:`abstract_model`) and activations (:func:`constrain`)
+alike — e.g. SigLIP-so400m's width 1152 = 2⁷·9 over a 256-way ``fsdp`` axis
+stays whole; ``tests/golden/paper_sharding.txt`` lists every parameter's
+resulting spec on a reference mesh.
+
 Usage::
 
     mesh = make_mesh((-1, 1, 1))
@@ -29,6 +36,7 @@ MESH_AXES = ("data", "fsdp", "tensor")
 RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     # activations
     ("batch", ("data", "fsdp")),
+    ("batch_data", "data"),      # the batch split over data replicas only (embedding lookup)
     ("length", None),            # sequence / token axis
     ("frames", None),            # time axis of a clip
     ("act_embed", None),         # model width of activations
@@ -37,6 +45,7 @@ RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     ("act_kv_heads", "tensor"),
     ("act_vocab", "tensor"),
     # parameters
+    ("layers", None),            # the stacked-layers axis of scanned blocks (models/layers.py)
     ("embed", "fsdp"),           # model width (LM or ViT)
     ("mlp", "tensor"),           # MLP hidden
     ("heads", "tensor"),         # query heads
@@ -46,7 +55,7 @@ RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     ("patch", None),             # conv patch kernel (h, w, c)
     ("positions", None),         # learned position embeddings / time embeddings
     ("queries", None),           # learned query tokens (attention pooling)
-    ("norm", None),              # norm scales / biases
+    ("norm", "fsdp"),            # norm scales / biases (tiny: gathered per use)
     ("events", None),            # event classes (event_supervision.py)
 )
 
@@ -120,14 +129,38 @@ def constrain(x: jax.Array, logical_axes: Sequence[str | None]) -> jax.Array:
   mesh = _active_mesh()
   if mesh is None or not isinstance(x, jax.core.Tracer):
     return x
-  spec = logical_to_spec(logical_axes)
-  # Drop mesh axes that do not divide the dimension (e.g. batch 1 at decode).
+  return jax.lax.with_sharding_constraint(x, fitted_spec(x.shape, logical_axes, mesh))
+
+
+def fitted_spec(shape: Sequence[int], logical_axes: Sequence[str | None], mesh) -> P:
+  """:func:`logical_to_spec` fitted to ``shape``: each dimension keeps the
+  longest leading run of its mesh axes whose size divides it (e.g. batch 1
+  at decode stays whole)."""
+  return _fit(shape, logical_to_spec(logical_axes), mesh)
+
+
+def _fit(shape: Sequence[int], spec: P, mesh) -> P:
   fixed = []
-  for dim, axes in zip(x.shape, spec):
-    names = (axes,) if isinstance(axes, str) else (axes or ())
-    size = math.prod(mesh.shape[a] for a in names)
-    fixed.append(axes if size and dim % size == 0 else None)
-  return jax.lax.with_sharding_constraint(x, P(*fixed))
+  for dim, axes in zip(shape, tuple(spec) + (None,) * (len(shape) - len(spec))):
+    names = (axes,) if isinstance(axes, str) else tuple(axes or ())
+    while names and dim % math.prod(mesh.shape[a] for a in names):
+      names = names[:-1]
+    fixed.append(None if not names else names[0] if len(names) == 1 else names)
+  return P(*fixed)
+
+
+def abstract_model(make_model, mesh: Mesh):
+  """``nnx.get_abstract_model`` inside :func:`use_mesh`, each parameter's
+  sharding fitted to its shape (module docstring): (graphdef, abstract state
+  whose leaves are ShapeDtypeStructs with their shardings)."""
+  with use_mesh(mesh):
+    graphdef, state = nnx.get_abstract_model(make_model, mesh)
+
+  def fit(x):
+    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=NamedSharding(
+        mesh, _fit(x.shape, x.sharding.spec, mesh)))
+
+  return graphdef, jax.tree.map(fit, state)
 
 
 def named_sharding(mesh: Mesh, logical_axes: Sequence[str | None]) -> NamedSharding:

@@ -135,7 +135,8 @@ def imported_params(config, mesh):
       logging.info("init %s from %s", name, path)
       try:
         new = _pure_params(load(path, cfg, mesh=mesh, dtype=jnp.dtype(m.dtype),
-                                param_dtype=jnp.dtype(m.param_dtype)))
+                                param_dtype=jnp.dtype(m.param_dtype),
+                                scan_layers=m.get("scan_layers", False)))
       except (KeyError, ValueError, FileNotFoundError) as e:
         raise ValueError(f"config.init.{name}={path}: cannot import it as the model's "
                          f"{name!r} ({type(e).__name__}: {e})") from e
@@ -230,10 +231,9 @@ def train(config, workdir: str, *, model_factory=train_step.default_model_factor
   setup = train_step.make_setup(config, mesh, model_factory)
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
                                  keep=t.keep_checkpoints, async_save=t.async_checkpointing)
-  start = ckpt.latest_step()
+  start, state = ckpt.restore_latest_good(setup.abstract_state, data_iter)
   if start is not None:
     logging.info("resuming from step %d in %s", start, ckpt.directory)
-    state = ckpt.restore(start, setup.abstract_state, data_iter)
     train_step.init_rest(config, setup, model_factory)
   else:
     start = 0

@@ -51,6 +51,7 @@ class Setup:
   abstract_state: Any       # ShapeDtypeStructs with the mesh's shardings
   state_shardings: Any
   rest_shardings: Any
+  abstract_rest: Any = None  # ShapeDtypeStructs of ``rest`` (AOT lowering: dryrun)
 
 
 def _split(model):
@@ -63,8 +64,7 @@ def make_setup(config: ml_collections.ConfigDict, mesh: Mesh,
   """Builds the model abstractly on ``mesh`` (nothing is allocated) and derives
   the optimizer, the abstract train state and its shardings."""
   make = lambda: model_factory(config.model, nnx.Rngs(config.seed))
-  with sharding.use_mesh(mesh):
-    graphdef, abs_state = nnx.get_abstract_model(make, mesh)
+  graphdef, abs_state = sharding.abstract_model(make, mesh)
   abs_model = nnx.merge(graphdef, abs_state)
   graphdef, abs_params, abs_rest = _split(abs_model)
   labels = optim.param_labels(abs_params, config.train.trainable)
@@ -79,9 +79,12 @@ def make_setup(config: ml_collections.ConfigDict, mesh: Mesh,
   abstract = jax.tree.map(
       lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
   rest_sh = jax.tree.map(lambda x: getattr(x, "sharding", None) or replicated, abs_rest)
+  abs_rest = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                          abs_rest, rest_sh)
   return Setup(mesh=mesh, graphdef=graphdef, rest=None, labels=labels, tx=tx,
                schedule=optim.learning_rate_schedule(config.train),
-               abstract_state=abstract, state_shardings=shardings, rest_shardings=rest_sh)
+               abstract_state=abstract, state_shardings=shardings, rest_shardings=rest_sh,
+               abstract_rest=abs_rest)
 
 
 _INIT_FNS: dict = {}

@@ -63,14 +63,18 @@ def _forward(lm, tokens, positions, mask):
   return lm.logits(h), h
 
 
-@pytest.mark.parametrize("kind", ["qwen2", "llama"])
-def test_logits_and_hidden_match_hf(tmp_path, kind):
+@pytest.mark.parametrize("kind,scan", [("qwen2", False), ("llama", False), ("qwen2", True)])
+def test_logits_and_hidden_match_hf(tmp_path, kind, scan):
   model, path = _save(tmp_path, kind)
   cfg = convert_llm.lm_config_from_hf(json.loads((path / "config.json").read_text()))
   assert cfg.qkv_bias == (kind == "qwen2") and cfg.tie_embeddings == (kind == "llama")
   assert cfg.rope_theta == (1e6 if kind == "qwen2" else 1e4)
-  lm = convert_llm.load_llm(path, cfg)
+  lm = convert_llm.load_llm(path, cfg, scan_layers=scan)
   assert (lm.lm_head is None) == (kind == "llama")
+  if scan:    # one stacked block: HF layer n is row n of every tensor
+    q = np.asarray(lm.blocks.attn.q.kernel[...])
+    w = model.model.layers[1].self_attn.q_proj.weight.detach().numpy()       # [H*Dh, D]
+    np.testing.assert_array_equal(q[1].reshape(64, -1), w.T)
 
   rng = np.random.default_rng(0)
   tokens = rng.integers(0, 256, (2, 12)).astype(np.int32)
@@ -159,4 +163,14 @@ def test_sharded_import_matches_unsharded(tmp_path):
   with sharding.use_mesh(mesh):
     logits, _ = _forward(lm, tokens, pos, mask)
   assert logits.sharding.spec[0] == ("data", "fsdp")
+  np.testing.assert_allclose(np.asarray(logits), np.asarray(ref), atol=1e-5, rtol=0)
+
+  # Scanned: the stacked "layers" axis leads every block tensor, the rest shards as before.
+  lm = convert_llm.load_llm(path, mesh=mesh, scan_layers=True)
+  q = lm.blocks.attn.q.kernel[...]
+  assert q.shape == (2, 64, 4, 16)
+  assert q.sharding.is_equivalent_to(NamedSharding(mesh, sharding.logical_to_spec(
+      ("layers", "embed", "heads", "head_dim"))), 4)
+  with sharding.use_mesh(mesh):
+    logits, _ = _forward(lm, tokens, pos, mask)
   np.testing.assert_allclose(np.asarray(logits), np.asarray(ref), atol=1e-5, rtol=0)

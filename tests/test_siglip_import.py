@@ -98,6 +98,16 @@ def test_fp32_outputs_match_hf(hf_checkpoint):
     _assert_matches(vit, hf, 16, interpolate=True)   # interpolate_pos_encoding
 
 
+def test_scanned_layout_matches_hf(with_head):
+  hf, path = with_head
+  vit = load_siglip_vision(path, scan_layers=True)   # HF layer n -> row n of the stack
+  fc1 = np.asarray(vit.blocks.mlp.fc1.kernel[...])
+  assert fc1.shape == (2, 32, 64)
+  hf_weights = {k.removeprefix("vision_model."): v for k, v in hf.state_dict().items()}
+  np.testing.assert_array_equal(fc1[1], hf_weights["encoder.layers.1.mlp.fc1.weight"].numpy().T)
+  _assert_matches(vit, hf, 32)
+
+
 def test_bf16_checkpoint(tmp_path):
   hf = _hf_model(use_head=True, seed=2).to(torch.bfloat16)
   hf.save_pretrained(tmp_path, safe_serialization=True)

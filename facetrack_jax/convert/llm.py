@@ -32,6 +32,7 @@ from flax import nnx
 from tqdm import tqdm
 
 from facetrack_jax.convert.safetensors_io import TensorSource, materialize
+from facetrack_jax.models import layers
 from facetrack_jax.models.lm import LM
 
 
@@ -97,11 +98,12 @@ def _hf_arrays(src: TensorSource, cfg) -> dict[str, np.ndarray]:
 
 
 def load_llm(path: str | os.PathLike, cfg=None, *, mesh=None, dtype=jnp.float32,
-             param_dtype=jnp.float32) -> LM:
+             param_dtype=jnp.float32, scan_layers: bool = False) -> LM:
   """An :class:`LM` holding the weights of an HF Qwen2/Llama checkpoint.
 
   path: a ``.safetensors`` file or a directory of them (HF sharded layout).
   cfg: ``config.model.lm``; None reads ``config.json`` next to the weights.
+  scan_layers: the LM's layer layout (per-layer tensors stacked for a scanned LM).
   Each parameter is placed onto its sharding on ``mesh`` (None: one device).
   Any missing, extra or mis-shaped tensor is an error naming it.
   """
@@ -113,5 +115,7 @@ def load_llm(path: str | os.PathLike, cfg=None, *, mesh=None, dtype=jnp.float32,
     cfg = lm_config_from_hf(json.loads(cfg_file.read_text()))
   src = TensorSource.open(path)
   arrays = _hf_arrays(src, cfg)
-  return materialize(
-      lambda: LM(cfg, dtype=dtype, param_dtype=param_dtype, rngs=nnx.Rngs(0)), arrays, mesh)
+  if scan_layers:
+    arrays = layers.stack_layer_arrays(arrays, cfg.depth)
+  return materialize(lambda: LM(cfg, dtype=dtype, param_dtype=param_dtype, rngs=nnx.Rngs(0),
+                                scan_layers=scan_layers), arrays, mesh)

@@ -128,7 +128,7 @@ def materialize(make_model: Callable[[], nnx.Module],
   parameter must get an array of its exact shape and every array must be used.
   """
   with sharding.use_mesh(mesh) as mesh:
-    graphdef, abstract = nnx.get_abstract_model(make_model, mesh)
+    graphdef, abstract = sharding.abstract_model(make_model, mesh)
   arrays = dict(arrays)
   flat = []
   for path, var in nnx.to_flat_state(abstract):

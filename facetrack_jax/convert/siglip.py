@@ -27,6 +27,7 @@ from flax import nnx
 from tqdm import tqdm
 
 from facetrack_jax.convert.safetensors_io import TensorSource, materialize
+from facetrack_jax.models import layers
 from facetrack_jax.models.vit import ViT
 
 # SiglipVisionConfig defaults (HF saves only the fields that differ from them).
@@ -119,13 +120,15 @@ def _siglip_arrays(src: TensorSource, cfg: ml_collections.ConfigDict,
 
 
 def load_siglip_vision(path: str | os.PathLike, cfg: ml_collections.ConfigDict | None = None,
-                       *, mesh=None, dtype=jnp.float32, param_dtype=jnp.float32) -> ViT:
+                       *, mesh=None, dtype=jnp.float32, param_dtype=jnp.float32,
+                       scan_layers: bool = False) -> ViT:
   """A :class:`ViT` holding the weights of an HF ``SiglipVisionModel``.
 
   ``path``: a ``.safetensors`` file or a directory of them (HF sharded).
   ``cfg``: the ViT config; ``None`` reads ``config.json`` beside the weights
   (:func:`siglip_config_from_hf`). ``mesh``: where the parameters go
-  (``None``: one device). Parameters are stored in ``param_dtype``.
+  (``None``: one device). Parameters are stored in ``param_dtype``;
+  ``scan_layers``: the ViT's layer layout (per-layer tensors stacked).
   """
   path = pathlib.Path(path)
   if cfg is None:
@@ -135,5 +138,8 @@ def load_siglip_vision(path: str | os.PathLike, cfg: ml_collections.ConfigDict |
   src = TensorSource.open(path)
   prefix = "vision_model." if "vision_model.embeddings.patch_embedding.weight" in src else ""
   arrays = _siglip_arrays(src, cfg, prefix)
-  make = lambda: ViT(cfg, dtype=dtype, param_dtype=param_dtype, rngs=nnx.Rngs(0))
+  if scan_layers:
+    arrays = layers.stack_layer_arrays(arrays, cfg.depth)
+  make = lambda: ViT(cfg, dtype=dtype, param_dtype=param_dtype, rngs=nnx.Rngs(0),
+                     scan_layers=scan_layers)
   return materialize(make, arrays, mesh)

@@ -57,19 +57,21 @@ class FaceTrackMM(nnx.Module):
   def __init__(self, cfg: ml_collections.ConfigDict, *, rngs: nnx.Rngs):
     dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    # Towers and LM: layers unrolled or scanned, rematerialised by policy name.
+    stack = dict(scan_layers=cfg.get("scan_layers", False), remat=cfg.get("remat", "none"))
     c = cfg.compressor
     self.num_frames, self.visual_token_id = cfg.num_frames, cfg.visual_token_id
     self.global_tokens, self.face_tokens = c.global_tokens, c.face_tokens
     self.dtype = dtype
 
-    self.vit = ViT(cfg.vit, **kw)
+    self.vit = ViT(cfg.vit, **kw, **stack)
     self.global_stream = VisualStream(cfg.vit, kind="avg", num_tokens=c.global_tokens,
                                       lm_width=cfg.lm.width,
                                       projector_hidden=c.projector_hidden, **kw)
     has_face = c.face_tokens > 0
     face_cfg = cfg.vit if cfg.shared_towers else cfg.face_vit
     # None: no face tower (face_tokens == 0) or the frame ViT serves both.
-    self.face_vit = nnx.data(ViT(cfg.face_vit, **kw)
+    self.face_vit = nnx.data(ViT(cfg.face_vit, **kw, **stack)
                              if has_face and not cfg.shared_towers else None)
     self.face_stream = nnx.data(
         VisualStream(face_cfg, kind=c.face_pool, num_tokens=c.face_tokens,
@@ -84,7 +86,7 @@ class FaceTrackMM(nnx.Module):
         kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(), ("embed", "events")),
         bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("events",)))
         if cfg.get("event_head", False) else None)
-    self.lm = LM(cfg.lm, **kw)
+    self.lm = LM(cfg.lm, **kw, **stack)
 
   def encode_visual(self, frames_bthwc: jax.Array, faces_btssc: jax.Array,
                     face_mask_bt: jax.Array) -> jax.Array:

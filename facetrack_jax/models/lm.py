@@ -15,6 +15,10 @@ tokens are appended at the cache index and attend to every valid cached
 slot at or before their own slot. The cache is a pytree passed in and
 returned, so decoding runs inside ``jit`` / ``lax.while_loop``.
 
+Layers are unrolled or scanned (``scan_layers``: parameters stacked on a
+leading "layers" axis, one compiled layer) and rematerialised by policy name
+(``remat``); both from ``config.model`` (:mod:`facetrack_jax.models.layers`).
+
 Config: ``config.model.lm`` (``configs/tiny.py``): vocab_size, width, depth,
 num_heads, num_kv_heads, head_dim, mlp_dim, rope_theta, rms_eps, qkv_bias,
 tie_embeddings, max_len.
@@ -26,13 +30,17 @@ import jax
 import jax.numpy as jnp
 from flax import nnx, struct
 
+from jax.ad_checkpoint import checkpoint_name
+
 from facetrack_jax import sharding
+from facetrack_jax.models import layers
 from facetrack_jax.models.matmul import linear_dot_general
 
 _ACT = ("batch", "length", "act_embed")
 _ACT_Q = ("batch", "length", "act_heads", "head_dim")
 _ACT_KV = ("batch", "length", "act_kv_heads", "head_dim")
 _CACHE = ("batch", "act_kv_heads", "length", "head_dim")     # head-major keys / values
+_CACHE_STACK = ("layers",) + _CACHE                          # every layer's, stacked
 
 
 def _init(in_axes: tuple[int, ...], out_axes: tuple[int, ...]):
@@ -45,8 +53,10 @@ def _init(in_axes: tuple[int, ...], out_axes: tuple[int, ...]):
 class KVCache:
   """Keys/values of every layer, per slot.
 
-  k, v: tuple over layers of ``float[B, KVH, S, Dh]`` (keys already rotated;
-  head-major, the layout the attention einsums read, so no step transposes it);
+  k, v: per layer ``float[B, KVH, S, Dh]`` (keys already rotated; head-major,
+  the layout the attention einsums read, so no step transposes it): a tuple
+  of NL arrays for unrolled layers, one ``float[NL, B, KVH, S, Dh]`` stack for
+  scanned ones; each step writes only its new tokens into them;
   valid: ``bool[B, S]`` slots holding a real (non-pad) token;
   index: ``int32[]`` the next slot to write (same for every row).
   """
@@ -65,12 +75,13 @@ class Dense(nnx.Module):
   dims of x contracted with the first ``n_in`` of the kernel (the einsum at
   each construction site), logically named axes. The matmul is
   :func:`~facetrack_jax.models.matmul.linear_dot_general` (fast weight
-  gradient on CPU)."""
+  gradient on CPU). The kernel is cast to the compute dtype while still
+  sharded, so FSDP all-gathers move bf16, not the fp32 master weights."""
 
   def __init__(self, shape: tuple[int, ...], axes: tuple[str, ...],
                n_in: int, *, bias_axes: tuple[str, ...] | None = None,
                dtype, param_dtype, rngs: nnx.Rngs):
-    self.n_in, self.dtype = n_in, dtype
+    self.n_in, self.dtype, self.axes = n_in, dtype, tuple(axes)
     init = _init(tuple(range(n_in)), tuple(range(n_in, len(shape))))
     self.kernel = nnx.Param(init(rngs.params(), shape, param_dtype), out_sharding=axes)
     self.bias = (None if bias_axes is None else
@@ -79,7 +90,8 @@ class Dense(nnx.Module):
   def __call__(self, x):
     n, nx = self.n_in, x.ndim
     dims = ((tuple(range(nx - n, nx)), tuple(range(n))), ((), ()))
-    y = linear_dot_general(x.astype(self.dtype), self.kernel[...].astype(self.dtype), dims)
+    kernel = sharding.constrain(self.kernel[...].astype(self.dtype), self.axes)
+    y = linear_dot_general(x.astype(self.dtype), kernel, dims)
     if self.bias is not None:
       y = y + self.bias[...].astype(self.dtype)
     return y
@@ -98,20 +110,36 @@ class RMSNorm(nnx.Module):
     return x.astype(self.dtype) * self.scale[...].astype(self.dtype)
 
 
-def rope(x_blhd: jax.Array, positions_bl: jax.Array, theta: float) -> jax.Array:
+def rope_angles(positions_bl: jax.Array, head_dim: int, theta: float):
+  """(cos, sin) float32[B, L, 1, Dh] of the rotary embedding at ``positions``
+  (int[B, L]); computed once per forward pass and shared by every layer."""
+  inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
+  freqs = positions_bl.astype(jnp.float32)[..., None] * inv_freq       # [B, L, Dh/2]
+  angles = jnp.concatenate([freqs, freqs], axis=-1)[:, :, None, :]     # [B, L, 1, Dh]
+  return jnp.cos(angles), jnp.sin(angles)
+
+
+def rope(x_blhd: jax.Array, cos_sin) -> jax.Array:
   """Rotary embedding, HF ``rotate_half`` layout (first half / second half of
   head_dim are the two coordinates of each rotated pair).
 
-  x: float[B, L, H, Dh]; positions: int[B, L].
+  x: float[B, L, H, Dh]; cos_sin: :func:`rope_angles` of the positions.
   """
-  dh = x_blhd.shape[-1]
-  inv_freq = 1.0 / (theta ** (jnp.arange(0, dh, 2, dtype=jnp.float32) / dh))
-  freqs = positions_bl.astype(jnp.float32)[..., None] * inv_freq       # [B, L, Dh/2]
-  angles = jnp.concatenate([freqs, freqs], axis=-1)[:, :, None, :]     # [B, L, 1, Dh]
-  cos, sin = jnp.cos(angles).astype(x_blhd.dtype), jnp.sin(angles).astype(x_blhd.dtype)
+  cos, sin = (c.astype(x_blhd.dtype) for c in cos_sin)
   x1, x2 = jnp.split(x_blhd, 2, axis=-1)
   rotated = jnp.concatenate([-x2, x1], axis=-1)
   return x_blhd * cos + rotated * sin
+
+
+def attention_mask(mask_bl: jax.Array, key_valid_bs: jax.Array, q_slot_l: jax.Array):
+  """bool[B, 1, 1, L, S]: query valid, key valid, key slot not after the query's
+  slot (``q_slot_l`` int[L]; keys sit in slots 0..S-1). Computed once per
+  forward pass, outside the layer loop: inside it, remat would store a copy
+  of this input-only mask for every layer."""
+  k_slot_s = jnp.arange(key_valid_bs.shape[1])
+  allowed_bls = (mask_bl[:, :, None] & key_valid_bs[:, None, :]
+                 & (k_slot_s[None, None, :] <= q_slot_l[None, :, None]))
+  return allowed_bls[:, None, None, :, :]
 
 
 class Attention(nnx.Module):
@@ -122,7 +150,7 @@ class Attention(nnx.Module):
     if h % kvh:
       raise ValueError(f"lm config: num_heads={h} is not a multiple of num_kv_heads={kvh}")
     self.num_heads, self.num_kv_heads, self.head_dim = h, kvh, dh
-    self.theta, self.dtype = cfg.rope_theta, dtype
+    self.dtype = dtype
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     q_bias = ("heads", "head_dim") if cfg.qkv_bias else None
     kv_bias = ("kv_heads", "head_dim") if cfg.qkv_bias else None
@@ -136,46 +164,49 @@ class Attention(nnx.Module):
     # "blhk,hkd->bld": heads × head_dim back to width, no bias.
     self.o = Dense((h, dh, d), ("heads", "head_dim", "embed"), 2, **kw)
 
-  def __call__(self, x_bld, positions_bl, mask_bl, cache_kv):
-    """x: float[B, L, D]; positions: int[B, L]; mask: bool[B, L];
-    cache_kv: None or (k, v, valid bool[B, S], index) with k, v float[B, KVH, S, Dh].
-    Returns (float[B, L, D], (k, v) to store or None)."""
+  def __call__(self, x_bld, cos_sin, allowed_b11ls, cache_kv):
+    """x: float[B, L, D]; cos_sin: :func:`rope_angles`; allowed: bool[B, 1, 1, L, S]
+    (:func:`attention_mask`; S = L without a cache);
+    cache_kv: None or (k, v, index, layer): k, v this layer's cache
+    float[B, KVH, S, Dh] (``layer`` None) or every layer's float[NL, B, KVH, S, Dh]
+    with ``layer`` this block's row (scanned).
+    Returns (float[B, L, D], the updated (k, v) or None)."""
     b, l, _ = x_bld.shape
-    q = sharding.constrain(rope(self.q(x_bld), positions_bl, self.theta), _ACT_Q)
-    k = sharding.constrain(rope(self.k(x_bld), positions_bl, self.theta), _ACT_KV)
-    v = sharding.constrain(self.v(x_bld), _ACT_KV)
+    q = sharding.constrain(rope(checkpoint_name(self.q(x_bld), layers.QKV), cos_sin), _ACT_Q)
+    k = sharding.constrain(rope(checkpoint_name(self.k(x_bld), layers.QKV), cos_sin), _ACT_KV)
+    v = sharding.constrain(checkpoint_name(self.v(x_bld), layers.QKV), _ACT_KV)
     k_bksd = sharding.constrain(k.transpose(0, 2, 1, 3), _CACHE)
     v_bksd = sharding.constrain(v.transpose(0, 2, 1, 3), _CACHE)
 
     if cache_kv is None:     # keys are the new tokens themselves
-      keys, values, key_valid_bs = k_bksd, v_bksd, mask_bl
-      q_slot_l, stored = jnp.arange(l), None
+      keys, values, stored = k_bksd, v_bksd, None
     else:                    # write the new tokens at the index, attend to the cache
-      ck, cv, key_valid_bs, start = cache_kv
-      keys = jax.lax.dynamic_update_slice(ck, k_bksd.astype(ck.dtype), (0, 0, start, 0))
-      values = jax.lax.dynamic_update_slice(cv, v_bksd.astype(cv.dtype), (0, 0, start, 0))
-      keys = sharding.constrain(keys, _CACHE)
-      values = sharding.constrain(values, _CACHE)
-      q_slot_l = start + jnp.arange(l)
-      stored = (keys, values)
-    k_slot_s = jnp.arange(keys.shape[2])
-
-    # allowed[b, l, s]: query valid, key valid, key slot not after query slot.
-    allowed_bls = (mask_bl[:, :, None] & key_valid_bs[:, None, :]
-                   & (k_slot_s[None, None, :] <= q_slot_l[None, :, None]))
+      ck, cv, start, layer = cache_kv
+      if layer is None:
+        keys = jax.lax.dynamic_update_slice(ck, k_bksd.astype(ck.dtype), (0, 0, start, 0))
+        values = jax.lax.dynamic_update_slice(cv, v_bksd.astype(cv.dtype), (0, 0, start, 0))
+        stored = keys, values = sharding.constrain(keys, _CACHE), sharding.constrain(values, _CACHE)
+      else:                  # only the new tokens are written into the stack
+        at = (layer, 0, 0, start, 0)
+        ck = jax.lax.dynamic_update_slice(ck, k_bksd[None].astype(ck.dtype), at)
+        cv = jax.lax.dynamic_update_slice(cv, v_bksd[None].astype(cv.dtype), at)
+        stored = (sharding.constrain(ck, _CACHE_STACK), sharding.constrain(cv, _CACHE_STACK))
+        keys, values = (sharding.constrain(jax.lax.dynamic_index_in_dim(c, layer, keepdims=False),
+                                           _CACHE) for c in (ck, cv))
 
     g = self.num_heads // self.num_kv_heads
     q_blkgd = q.reshape(b, l, self.num_kv_heads, g, self.head_dim)
     # "blkgd,bksd->bkgls": scores of each query head against its kv head, fp32.
     scores = jnp.einsum("blkgd,bksd->bkgls", q_blkgd, keys.astype(self.dtype),
                         preferred_element_type=jnp.float32) * self.head_dim ** -0.5
-    allowed = allowed_bls[:, None, None, :, :]
-    scores = jnp.where(allowed, scores, jnp.finfo(jnp.float32).min)
-    probs = jax.nn.softmax(scores, axis=-1) * allowed    # pad queries attend to nothing
+    scores = jnp.where(allowed_b11ls, scores, jnp.finfo(jnp.float32).min)
+    # Pad queries attend to nothing (their row of probabilities is zeroed).
+    probs = jnp.where(allowed_b11ls, jax.nn.softmax(scores, axis=-1), 0.0)
     # "bkgls,bksd->blkgd": weighted values.
     out = jnp.einsum("bkgls,bksd->blkgd", probs.astype(self.dtype), values.astype(self.dtype))
     out = sharding.constrain(out.reshape(b, l, self.num_heads, self.head_dim), _ACT_Q)
-    return self.o(out), stored
+    out = checkpoint_name(out, layers.ATTN_OUT)
+    return checkpoint_name(self.o(out), layers.OUT_PROJ), stored
 
 
 class MLP(nnx.Module):
@@ -192,7 +223,7 @@ class MLP(nnx.Module):
   def __call__(self, x_bld):
     h_blf = jax.nn.silu(self.gate(x_bld)) * self.up(x_bld)
     h_blf = sharding.constrain(h_blf, ("batch", "length", "act_mlp"))
-    return self.down(h_blf)
+    return checkpoint_name(self.down(h_blf), layers.MLP_OUT)
 
 
 class Block(nnx.Module):
@@ -204,8 +235,8 @@ class Block(nnx.Module):
     self.mlp_norm = RMSNorm(cfg.width, cfg.rms_eps, dtype=dtype, param_dtype=param_dtype)
     self.mlp = MLP(cfg, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
 
-  def __call__(self, x_bld, positions_bl, mask_bl, cache_kv):
-    a_bld, stored = self.attn(self.attn_norm(x_bld), positions_bl, mask_bl, cache_kv)
+  def __call__(self, x_bld, cos_sin, allowed_b11ls, cache_kv):
+    a_bld, stored = self.attn(self.attn_norm(x_bld), cos_sin, allowed_b11ls, cache_kv)
     x_bld = sharding.constrain(x_bld + a_bld, _ACT)
     x_bld = sharding.constrain(x_bld + self.mlp(self.mlp_norm(x_bld)), _ACT)
     return x_bld, stored
@@ -214,16 +245,20 @@ class Block(nnx.Module):
 class LM(nnx.Module):
   """Qwen2/Llama decoder. See the module docstring."""
 
-  def __init__(self, cfg, *, dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
+  def __init__(self, cfg, *, dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs,
+               scan_layers: bool = False, remat: str = "none"):
     dtype, param_dtype = jnp.dtype(dtype), jnp.dtype(param_dtype)
     self.dtype, self.max_len = dtype, cfg.max_len
-    self.num_kv_heads, self.head_dim = cfg.num_kv_heads, cfg.head_dim
+    self.num_kv_heads, self.head_dim, self.depth = cfg.num_kv_heads, cfg.head_dim, cfg.depth
+    self.theta = cfg.rope_theta
+    self.scan_layers, self.remat = bool(scan_layers), layers.check_remat(remat)
     v, d = cfg.vocab_size, cfg.width
     self.embedding = nnx.Param(
         nnx.initializers.normal(0.02)(rngs.params(), (v, d), param_dtype),
         out_sharding=("vocab", "embed"))
-    self.blocks = nnx.List([Block(cfg, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-                            for _ in range(cfg.depth)])
+    self.blocks = layers.make_blocks(
+        lambda r: Block(cfg, dtype=dtype, param_dtype=param_dtype, rngs=r), cfg.depth, rngs,
+        scan=self.scan_layers)
     self.final_norm = RMSNorm(d, cfg.rms_eps, dtype=dtype, param_dtype=param_dtype)
     # "bld,dv->blv": width to vocabulary logits (None: tied to the embedding).
     self.lm_head = (None if cfg.tie_embeddings else
@@ -232,36 +267,53 @@ class LM(nnx.Module):
 
   def embed(self, tokens_bl: jax.Array) -> jax.Array:
     """int32[B, L] -> float[B, L, D]."""
-    # Gather the table's width (FSDP all-gather) before the lookup, so the rows
-    # come out whole and can be split by batch.
-    table_vd = sharding.constrain(self.embedding[...], ("vocab", None))
-    x_bld = jnp.take(table_vd, tokens_bl, axis=0).astype(self.dtype)
-    return sharding.constrain(x_bld, _ACT)
+    # Gather the (small) token ids, not the table: each device looks every
+    # token up in its own slice of the table's width, then the rows move to the
+    # batch sharding. Gathering the table instead costs a full [V, D] copy and,
+    # in the backward pass, a full-size gradient all-reduce per step (paper
+    # config, 256 devices: 2.2 GB each, fp32).
+    tokens_bl = sharding.constrain(tokens_bl, ("batch_data", None))
+    x_bld = sharding.constrain(jnp.take(self.embedding[...], tokens_bl, axis=0),
+                               ("batch_data", None, "embed"))
+    return sharding.constrain(x_bld.astype(self.dtype), _ACT)
 
   def init_cache(self, batch: int, max_len: int, dtype=None) -> KVCache:
     """An empty cache of ``max_len`` slots (all invalid, index 0)."""
     dtype = self.dtype if dtype is None else jnp.dtype(dtype)
     shape = (batch, self.num_kv_heads, max_len, self.head_dim)
-    zeros = lambda: sharding.constrain(jnp.zeros(shape, dtype), _CACHE)
-    return KVCache(k=tuple(zeros() for _ in self.blocks), v=tuple(zeros() for _ in self.blocks),
-                   valid=jnp.zeros((batch, max_len), bool), index=jnp.zeros((), jnp.int32))
+    if self.scan_layers:
+      zeros = lambda: sharding.constrain(jnp.zeros((self.depth, *shape), dtype), _CACHE_STACK)
+    else:
+      zeros = lambda: tuple(sharding.constrain(jnp.zeros(shape, dtype), _CACHE)
+                            for _ in range(self.depth))
+    return KVCache(k=zeros(), v=zeros(), valid=jnp.zeros((batch, max_len), bool),
+                   index=jnp.zeros((), jnp.int32))
 
   def backbone(self, x_bld, positions_bl, *, mask_bl=None, cache: KVCache | None = None):
     """Decoder stack and final norm: (float[B, L, D], cache)."""
     b, l, _ = x_bld.shape
     mask_bl = jnp.ones((b, l), bool) if mask_bl is None else mask_bl.astype(bool)
     x_bld = sharding.constrain(x_bld.astype(self.dtype), _ACT)
-    if cache is not None:
+    cos_sin = rope_angles(positions_bl, self.head_dim, self.theta)
+    run = lambda body, carry, remat: layers.apply_blocks(
+        self.blocks, body, carry, scan=self.scan_layers, remat=remat)
+    if cache is None:
+      allowed = attention_mask(mask_bl, mask_bl, jnp.arange(l))
+      x_bld = run(lambda block, x, i: block(x, cos_sin, allowed, None)[0], x_bld, self.remat)
+    else:    # no gradient flows through decoding: no remat
       valid = jax.lax.dynamic_update_slice(cache.valid, mask_bl, (0, cache.index))
-      new_k, new_v = [], []
-    for i, block in enumerate(self.blocks):
-      kv = None if cache is None else (cache.k[i], cache.v[i], valid, cache.index)
-      x_bld, stored = block(x_bld, positions_bl, mask_bl, kv)
-      if cache is not None:
-        new_k.append(stored[0])
-        new_v.append(stored[1])
-    if cache is not None:
-      cache = KVCache(k=tuple(new_k), v=tuple(new_v), valid=valid, index=cache.index + l)
+      allowed = attention_mask(mask_bl, valid, cache.index + jnp.arange(l))
+
+      def body(block, carry, i):
+        x, k, v = carry
+        if self.scan_layers:    # the stacks, and this block's row in them
+          x, (k, v) = block(x, cos_sin, allowed, (k, v, cache.index, i))
+          return x, k, v
+        x, (k_i, v_i) = block(x, cos_sin, allowed, (k[i], v[i], cache.index, None))
+        return x, k[:i] + (k_i,) + k[i + 1:], v[:i] + (v_i,) + v[i + 1:]
+
+      x_bld, k, v = run(body, (x_bld, cache.k, cache.v), "none")
+      cache = KVCache(k=k, v=v, valid=valid, index=cache.index + l)
     return self.final_norm(x_bld), cache
 
   def logits(self, h_bld: jax.Array) -> jax.Array:

@@ -17,11 +17,14 @@ row-major ``xᵀ[I, N] @ dy[N, O]`` YNNPACK takes; the transpose costs one copy
 of ``x``. Only on CPU: GPU/TPU BLAS take transposed operands at full speed,
 so there it is plain ``lax.dot_general``. Any other contraction pattern
 (batch dims, other contracting dims, explicit ``out_sharding``) falls back
-to ``lax.dot_general`` too.
+to ``lax.dot_general`` too, and so does everything traced inside
+:func:`accelerator_dots` (an AOT dry run on fake CPU devices compiles what a
+GPU/TPU would run).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 
@@ -55,6 +58,20 @@ def _matmul_bwd(precision, preferred_element_type, res, dy_no):
 _matmul.defvjp(_matmul_fwd, _matmul_bwd)
 
 
+_ACCELERATOR_DOTS = [False]
+
+
+@contextlib.contextmanager
+def accelerator_dots():
+  """Within this context every linear layer traces as plain ``lax.dot_general``
+  (the GPU/TPU path), also on CPU."""
+  old, _ACCELERATOR_DOTS[0] = _ACCELERATOR_DOTS[0], True
+  try:
+    yield
+  finally:
+    _ACCELERATOR_DOTS[0] = old
+
+
 def linear_dot_general(lhs, rhs, dimension_numbers, precision=None,
                        preferred_element_type=None, out_sharding=None):
   """``jax.lax.dot_general`` (same signature) with the CPU-friendly kernel
@@ -63,6 +80,7 @@ def linear_dot_general(lhs, rhs, dimension_numbers, precision=None,
   (lc, rc), (lb, rb) = dimension_numbers
   n = len(lc)
   plain = (lb or rb or out_sharding is not None or jax.default_backend() != "cpu"
+           or _ACCELERATOR_DOTS[0]
            or tuple(lc) != tuple(range(lhs.ndim - n, lhs.ndim)) or tuple(rc) != tuple(range(n)))
   if plain:
     return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision=precision,

@@ -30,7 +30,10 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from jax.ad_checkpoint import checkpoint_name
+
 from facetrack_jax import sharding
+from facetrack_jax.models import layers
 
 _zeros = nnx.initializers.zeros_init()
 _ones = nnx.initializers.ones_init()
@@ -113,7 +116,7 @@ class MLP(nnx.Module):
     h_bnf = self.fc1(x_bnd)
     h_bnf = sharding.constrain(h_bnf, ("batch", "length", "act_mlp"))
     h_bnf = jax.nn.gelu(h_bnf, approximate=True)  # HF "gelu_pytorch_tanh"
-    return self.fc2(h_bnf)
+    return checkpoint_name(self.fc2(h_bnf), layers.MLP_OUT)
 
 
 class Attention(nnx.Module):
@@ -148,16 +151,16 @@ class Attention(nnx.Module):
   def __call__(self, x_bqd: jax.Array, y_bsd: jax.Array | None = None) -> jax.Array:
     y_bsd = x_bqd if y_bsd is None else y_bsd
     heads = ("batch", "length", "act_heads", None)
-    q_bqhe = sharding.constrain(self.q(x_bqd), heads)
-    k_bshe = sharding.constrain(self.k(y_bsd), heads)
-    v_bshe = sharding.constrain(self.v(y_bsd), heads)
+    q_bqhe = sharding.constrain(checkpoint_name(self.q(x_bqd), layers.QKV), heads)
+    k_bshe = sharding.constrain(checkpoint_name(self.k(y_bsd), layers.QKV), heads)
+    v_bshe = sharding.constrain(checkpoint_name(self.v(y_bsd), layers.QKV), heads)
     # Logits: per head h, query q against source s, summed over head_dim e.
     logits_bhqs = jnp.einsum("bqhe,bshe->bhqs", q_bqhe * self.scale, k_bshe)
     probs_bhqs = jax.nn.softmax(logits_bhqs.astype(jnp.float32), axis=-1)
     # Weighted sum of values over sources s.
     out_bqhe = jnp.einsum("bhqs,bshe->bqhe", probs_bhqs.astype(v_bshe.dtype), v_bshe)
-    out_bqhe = sharding.constrain(out_bqhe, heads)
-    return self.out(out_bqhe)
+    out_bqhe = checkpoint_name(sharding.constrain(out_bqhe, heads), layers.ATTN_OUT)
+    return checkpoint_name(self.out(out_bqhe), layers.OUT_PROJ)
 
 
 def _layernorm(width, eps, *, dtype, param_dtype, rngs):
@@ -225,7 +228,8 @@ class ViT(nnx.Module):
   """
 
   def __init__(self, cfg: ml_collections.ConfigDict, *, dtype=jnp.float32,
-               param_dtype=jnp.float32, rngs: nnx.Rngs):
+               param_dtype=jnp.float32, rngs: nnx.Rngs, scan_layers: bool = False,
+               remat: str = "none"):
     if cfg.image_size < cfg.patch_size:
       raise ValueError(f"ViT: image_size {cfg.image_size} is smaller than "
                        f"patch_size {cfg.patch_size}")
@@ -240,6 +244,7 @@ class ViT(nnx.Module):
       raise ValueError("ViT: cfg.posemb_resample must be 'bilinear' or 'bicubic', "
                        f"got {self.posemb_resample!r}")
     self.dtype = dtype
+    self.scan_layers, self.remat = bool(scan_layers), layers.check_remat(remat)
     p, d = cfg.patch_size, cfg.width
 
     # A P x P conv with stride P = one dense layer applied to each patch.
@@ -251,7 +256,9 @@ class ViT(nnx.Module):
     self.pos_embed = nnx.Param(
         nnx.initializers.normal(d ** -0.5)(rngs.params(), (self.grid ** 2, d), param_dtype),
         out_sharding=("positions", "embed"))
-    self.blocks = nnx.List([Block(cfg, **kw) for _ in range(cfg.depth)])
+    self.blocks = layers.make_blocks(
+        lambda r: Block(cfg, dtype=dtype, param_dtype=param_dtype, rngs=r), cfg.depth, rngs,
+        scan=self.scan_layers)
     self.post_ln = _layernorm(d, cfg.layernorm_eps, **kw)
     self.head = (MAPHead(d, cfg.num_heads, cfg.mlp_dim, cfg.layernorm_eps, **kw)
                  if cfg.use_head else None)
@@ -273,8 +280,8 @@ class ViT(nnx.Module):
     x_bnd = x_bnd + pos_nd.astype(self.dtype)[None]
     x_bnd = sharding.constrain(x_bnd, ("batch", "length", "act_embed"))
 
-    for block in self.blocks:
-      x_bnd = block(x_bnd)
+    x_bnd = layers.apply_blocks(self.blocks, lambda block, x, i: block(x), x_bnd,
+                                scan=self.scan_layers, remat=self.remat)
     return self.post_ln(x_bnd)
 
   def pool(self, tokens_bnd: jax.Array) -> jax.Array:

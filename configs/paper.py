@@ -1,20 +1,34 @@
 """FaceTrack-MM at the paper's scale: SigLIP-so400m/14 @ 384 + Qwen2-7B, 8 frames.
 
-Never materialised in tests — only through ``jax.eval_shape``
-(``python -m facetrack_jax.models.summary --config configs/paper.py``).
+Never materialised in tests — only abstractly: ``jax.eval_shape``
+(``python -m facetrack_jax.models.summary --config configs/paper.py``) and the
+AOT dry run on fake devices (``python -m facetrack_jax.dryrun --config
+configs/paper.py --devices 256 --mesh fsdp=256``).
 Face crops go through the same SigLIP tower (shared_towers) at 224 px
 (16×16 patches, position grid resampled), pooled to 16 tokens per frame;
 global frames are pooled from 27×27 to 14×14 = 196 tokens per frame.
+Layers are scanned (one compiled layer per stack) and fully rematerialised
+(the README's layout study: the policy that fits on the most meshes).
 """
 
-from configs import tiny
+import importlib.util
+import pathlib
+
+
+def _sibling(name):
+  spec = importlib.util.spec_from_file_location(
+      f"configs_{name}", pathlib.Path(__file__).with_name(f"{name}.py"))
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod
 
 
 def get_model_config():
-  m = tiny.get_model_config()
+  m = _sibling("tiny").get_model_config()
   m.num_frames, m.frame_size, m.face_size = 8, 384, 224
   m.dtype, m.param_dtype = "bfloat16", "float32"
   m.shared_towers = True
+  m.scan_layers, m.remat = True, "full"
   # SigLIP-so400m-patch14-384 vision tower (with its MAP head, as published).
   m.vit.update(image_size=384, patch_size=14, width=1152, depth=27, num_heads=16,
                mlp_dim=4304, layernorm_eps=1e-6, use_head=True)
@@ -30,7 +44,11 @@ def get_model_config():
 
 
 def get_config():
-  config = tiny.get_config()
+  config = _sibling("tiny_synthetic").get_config()   # data, train, init, distributed sections
   config.model = get_model_config()
   config.mesh.shape = (1, -1, 1)   # FSDP over all devices
+  # 8 × (196 + 16) = 1,696 visual tokens + prompt and caption.
+  config.data.max_len = 2048
+  config.data.batch_size = 256
+  config.train.update(learning_rate=2e-5, warmup_steps=100)
   return config

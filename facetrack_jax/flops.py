@@ -86,14 +86,24 @@ def train_step(model_cfg, batch: int, length: int) -> dict[str, float]:
   return parts
 
 
+def _per_token(lm_cfg) -> float:
+  """Matmul FLOPs of one token through the LM's projections and head."""
+  d, h, kvh, dh, f = (lm_cfg.width, lm_cfg.num_heads, lm_cfg.num_kv_heads, lm_cfg.head_dim,
+                      lm_cfg.mlp_dim)
+  return lm_cfg.depth * (2 * d * dh * (2 * h + 2 * kvh) + 6 * d * f) + 2 * d * lm_cfg.vocab_size
+
+
+def decode_step(lm_cfg, batch: int, cache_len: int) -> float:
+  """One new token per row attending to a cache of ``cache_len`` slots."""
+  attend = lm_cfg.depth * 4 * cache_len * lm_cfg.num_heads * lm_cfg.head_dim
+  return batch * (_per_token(lm_cfg) + attend)
+
+
 def decode_forward(lm_cfg, batch: int, prompt_len: int, new_tokens: int) -> float:
   """Matmul FLOPs of KV-cache generation: the prompt's prefill plus
   ``new_tokens - 1`` single-token steps, each attending to a cache of
   ``prompt_len + new_tokens`` slots (as :mod:`facetrack_jax.generate` does)."""
-  d, h, kvh, dh, f = (lm_cfg.width, lm_cfg.num_heads, lm_cfg.num_kv_heads, lm_cfg.head_dim,
-                      lm_cfg.mlp_dim)
-  per_token = lm_cfg.depth * (2 * d * dh * (2 * h + 2 * kvh) + 6 * d * f) + 2 * d * lm_cfg.vocab_size
   cache = prompt_len + new_tokens
-  prefill = prompt_len * per_token + lm_cfg.depth * 4 * prompt_len * cache * h * dh
-  step = per_token + lm_cfg.depth * 4 * cache * h * dh
-  return batch * (prefill + (new_tokens - 1) * step)
+  h, dh = lm_cfg.num_heads, lm_cfg.head_dim
+  prefill = batch * (prompt_len * _per_token(lm_cfg) + lm_cfg.depth * 4 * prompt_len * cache * h * dh)
+  return prefill + (new_tokens - 1) * decode_step(lm_cfg, batch, cache)

@@ -8,16 +8,35 @@ exactly the batch the interrupted one would have read next. Saves are async
 (the device→host copy blocks, the writing does not); the last ``keep`` are
 kept. Restores always go into abstract targets that carry the *current*
 mesh's shardings, so a checkpoint written on one mesh shape loads onto another.
+
+Interrupted and damaged checkpoints (a pod is preempted mid-save):
+
+- a save killed before it committed leaves only orbax's
+  ``<step>.orbax-checkpoint-tmp*`` directory, which is never a restore
+  candidate; each is named in a warning at start-up, and the next save of
+  that step writes over it;
+- :meth:`Checkpointer.restore_latest_good` restores the newest checkpoint
+  that reads back. A newer one that fails while an older one restores is
+  damaged (truncated, corrupted): it is named with the cause and moved to
+  ``<workdir>/checkpoints.damaged/`` — set aside, never deleted — so the run
+  can write that step again. If no checkpoint restores, the newest one's
+  error is raised and nothing is moved (a config that no longer matches the
+  checkpoints is not damage).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import time
 from typing import Any
 
 import grain
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
+
+TMP_MARKER = ".orbax-checkpoint-tmp"
 
 
 # Replica-parallel saving slices every replicated shard with a jitted op per
@@ -58,6 +77,11 @@ class Checkpointer:
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, create=True, enable_async_checkpointing=async_save)
     self._mngr = ocp.CheckpointManager(self.directory, options=options)
+    self.interrupted = sorted(n for n in os.listdir(self.directory) if TMP_MARKER in n)
+    for name in self.interrupted:
+      logging.warning("checkpoint %s in %s: a save that never committed (the process "
+                      "stopped while writing it); not restorable, ignored until a new save "
+                      "of that step replaces it", name, self.directory)
 
   def latest_step(self) -> int | None:
     return self._mngr.latest_step()
@@ -85,6 +109,35 @@ class Checkpointer:
       items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
     restored = self._mngr.restore(int(step), args=ocp.args.Composite(**items))
     return restored["state"]
+
+  def restore_latest_good(self, abstract_state: Any, data_iter=None) -> tuple[int | None, Any]:
+    """(step, state) of the newest checkpoint that restores; (None, None)
+    when there is none. Damaged newer ones are set aside (module docstring)."""
+    failures = []
+    for step in sorted(self.all_steps(), reverse=True):
+      try:
+        state = self.restore(step, abstract_state, data_iter)
+      except Exception as e:  # noqa: BLE001 -- judged below: an older one must restore
+        failures.append((step, e))
+        continue
+      for bad, err in failures:
+        self._set_aside(bad, err, step)
+      return step, state
+    if failures:
+      raise failures[0][1]
+    return None, None
+
+  def _set_aside(self, step: int, err: Exception, good: int) -> None:
+    src = os.path.join(self.directory, str(step))
+    dst_dir = self.directory.rstrip(os.sep) + ".damaged"
+    os.makedirs(dst_dir, exist_ok=True)
+    dst = os.path.join(dst_dir, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
+    shutil.move(src, dst)
+    cause = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
+    logging.error("checkpoint step %d in %s does not restore (%s: %s); step %d does, so "
+                  "step %d is damaged: moved to %s, resuming from step %d",
+                  step, self.directory, type(err).__name__, cause, good, step, dst, good)
+    self._mngr.reload()
 
   def wait_until_finished(self) -> None:
     self._mngr.wait_until_finished()

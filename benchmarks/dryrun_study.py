@@ -5,8 +5,8 @@ r"""Layout study: the paper config's train step compiled for fake meshes of
         [--out benchmarks/results/dryrun_paper]
 
 Each point runs ``python -m facetrack_jax.dryrun`` in its own process (the
-fake device count is fixed when JAX starts); a finished point (its JSON
-exists) is skipped, so an interrupted study resumes. Writes ``<out>.json``
+fake device count is fixed when JAX starts); a finished point (its JSON in
+``<out>_points/`` exists) is skipped, so an interrupted study resumes. Writes ``<out>.json``
 (every report) and ``<out>.md`` (the table: per-device state, temporaries,
 peak, collective bytes, which of v5e / v5p / H100 it fits, the step-time
 lower bound on v5p, compile seconds). Global batch = devices (one example
@@ -21,7 +21,7 @@ import pathlib
 import subprocess
 import sys
 
-from facetrack_jax import accelerators, hlo_stats
+from facetrack_jax import accelerators, dryrun, hlo_stats
 
 MESHES = {
     64: ("fsdp=64", "data=2,fsdp=32", "fsdp=16,tensor=4"),
@@ -73,7 +73,7 @@ def main(argv=None):
   p.add_argument("--out", default="benchmarks/results/dryrun_paper")
   args = p.parse_args(argv)
   out = pathlib.Path(args.out)
-  points = out.with_suffix("")
+  points = out.parent / f"{out.name}_points"      # one JSON per point (not committed)
   points.mkdir(parents=True, exist_ok=True)
   reports = [_point(d, mesh, remat, points)
              for d in (int(x) for x in args.devices.split(","))
@@ -91,7 +91,7 @@ def main(argv=None):
            "|---:|---|---|---:|---:|---:|---:|---:|---|---:|---:|"]
   lines += [_row(r) for r in reports]
   lines += ["", "Caveats (printed by every dry run):", ""]
-  lines += [f"- {c}" for c in next((r["caveats"] for r in reports if "caveats" in r), [])]
+  lines += [f"- {c}" for c in dryrun.CAVEATS]
   out.with_suffix(".md").write_text("\n".join(lines) + "\n")
   print("\n".join(lines))
 

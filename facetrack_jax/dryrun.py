@@ -37,8 +37,12 @@ CAVEATS = (
     "scheduling and so temporaries and the peak differ from a real compile (indicative only).",
     "XLA:CPU forms no reduce-scatter: FSDP gradients show as all-reduce (+ slice), twice the "
     "link bytes of the reduce-scatter a TPU/GPU compile would use.",
+    "XLA:CPU runs bf16 collectives in f32: with bf16 compute the parameter all-gathers (and "
+    "the gathered weights among the temporaries) are twice what a TPU/GPU compile moves.",
     "Collective counts and bytes are the SPMD partitioner's choices for this mesh; bytes are "
     "per device, per step, ring algorithms.",
+    "XLA's cost_analysis() counts a while-loop body once: with scanned layers its FLOPs "
+    "cover one layer per stack (compare the analytic model FLOPs, or scan_layers=False).",
     "The step-time figure is a lower bound (peak FLOP/s, full overlap), not a prediction.",
 )
 

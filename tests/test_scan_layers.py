@@ -113,3 +113,23 @@ def test_scanned_model_shards_on_a_mesh():
                                      nnx.state(scanned), nnx.state(sharded)))
     loss, _ = _loss_and_grads(sharded, batch)
   np.testing.assert_allclose(loss, want_loss, atol=1e-5, rtol=0)
+
+
+def test_scanned_train_state_checkpoints_and_restores_on_another_mesh(tmp_path):
+  from configs import tiny_synthetic
+  from facetrack_jax import checkpoint, train_step
+  config = tiny_synthetic.get_config()
+  config.model.scan_layers, config.model.remat = True, "full"
+  setup = train_step.make_setup(config, sharding.make_mesh((8, 1, 1)))
+  state = train_step.init_state(config, setup)
+  ckpt = checkpoint.Checkpointer(tmp_path / "ckpt", async_save=False)
+  ckpt.save(0, state)
+  other = train_step.make_setup(config, sharding.make_mesh((2, 2, 2)))
+  restored = ckpt.restore(0, other.abstract_state)
+  ckpt.close()
+  kernel = restored["params"]["lm"]["blocks"]["mlp"]["gate"]["kernel"]
+  assert kernel.shape == (2, 64, 128)
+  assert kernel.sharding == other.abstract_state["params"]["lm"]["blocks"]["mlp"]["gate"][
+      "kernel"].sharding
+  for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(state)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -2,21 +2,12 @@
 leaves the previous checkpoint restorable and the run resumes from it bit for
 bit; a damaged newest checkpoint is named with its cause, set aside (not
 deleted), and the run falls back to the newest good one."""
-import pathlib
-import shutil
 import signal
 import subprocess
 
 from facetrack_jax import checkpoint
 from tests import train_helpers as th
 from tests.conftest import ROOT
-
-
-def _assert_losses_equal_reference(w, ref):
-  got = th.losses(w)
-  assert sorted(got) == list(range(1, th.STEPS + 1))
-  mismatched = [s for s in got if got[s] != ref[s]]
-  assert not mismatched, {s: (got[s], ref[s]) for s in mismatched}
 
 
 def test_kill9_during_async_save_resumes_from_the_previous_checkpoint(tmp_path_factory,
@@ -39,19 +30,13 @@ def test_kill9_during_async_save_resumes_from_the_previous_checkpoint(tmp_path_f
   assert "resuming from step 6" in p.stderr
   assert "never committed" in p.stderr and left[0].name in p.stderr   # named at start-up
   assert 9 in th.committed_steps(w) and not left[0].exists()   # step 9 written again over it
-  _assert_losses_equal_reference(w, ref)
+  th.assert_losses_equal(w, ref)
 
 
 def test_damaged_latest_checkpoint_is_named_set_aside_and_skipped(tmp_path_factory, tmp_path):
-  ref_dir, ref = th.reference_run(tmp_path_factory)
+  _, ref = th.reference_run(tmp_path_factory)
   data = th.tiny_data(tmp_path_factory)
-  w = tmp_path / "w"
-  shutil.copytree(ref_dir, w)
-  for s in th.committed_steps(w):
-    if s > 12:
-      shutil.rmtree(w / "checkpoints" / str(s))
-  records = [r for r in th.records(w) if r["step"] <= 12]
-  (w / "metrics.jsonl").write_text("".join(__import__("json").dumps(r) + "\n" for r in records))
+  w = th.reference_copy(tmp_path_factory, tmp_path / "w", 12)
   # Step 12 truncated on disk: its biggest array file loses its second half.
   files = [f for f in (w / "checkpoints" / "12").rglob("*") if f.is_file()]
   big = max(files, key=lambda f: f.stat().st_size)
@@ -64,4 +49,4 @@ def test_damaged_latest_checkpoint_is_named_set_aside_and_skipped(tmp_path_facto
   aside = list((w / "checkpoints.damaged").iterdir())
   assert len(aside) == 1 and aside[0].name.startswith("12-")          # kept, not deleted
   assert (aside[0] / big.relative_to(w / "checkpoints" / "12")).exists()
-  _assert_losses_equal_reference(w, ref)
+  th.assert_losses_equal(w, ref)

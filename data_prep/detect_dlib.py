@@ -26,13 +26,12 @@ Both take RGB ``uint8[H, W, 3]`` and return ``float32[n, 5]`` rows
 from __future__ import annotations
 
 import importlib.util
-import math
 import pathlib
 
 import cv2
 import numpy as np
 
-from data_prep.detect import register_detector
+from data_prep.detect import near_window, register_detector
 
 
 def model_path(name: str) -> pathlib.Path:
@@ -98,15 +97,10 @@ class _DlibDetector:
   def detect_near(self, frame_rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """Faces within ``roi_scale`` box sides of each box, searched on the
     patch rescaled so the box is ``roi_face_px`` pixels."""
-    h, w = frame_rgb.shape[:2]
     found = []
-    for bx0, by0, bx1, by1 in np.asarray(boxes, np.float64).reshape(-1, 4).tolist():
-      side = max(bx1 - bx0, by1 - by0, 1.0)
-      cx, cy, half = (bx0 + bx1) / 2, (by0 + by1) / 2, self.roi_scale * side / 2
-      x0, y0 = max(0, math.floor(cx - half)), max(0, math.floor(cy - half))
-      x1, y1 = min(w, math.ceil(cx + half)), min(h, math.ceil(cy + half))
-      z = self.roi_face_px / side
-      rw, rh = round((x1 - x0) * z), round((y1 - y0) * z)
+    for box in np.asarray(boxes, np.float64).reshape(-1, 4).tolist():
+      x0, y0, x1, y1, z, rw, rh = near_window(box, frame_rgb.shape[:2], self.roi_scale,
+                                              self.roi_face_px)
       if min(rw, rh) < self.roi_face_px // 2:
         continue
       patch = cv2.resize(frame_rgb[y0:y1, x0:x1], (rw, rh),

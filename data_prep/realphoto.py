@@ -5,9 +5,10 @@ A clip is a few shots joined by hard cuts, like a film scene. Each shot
 films one photo (or two, side by side: a two-shot) with a virtual camera:
 a window on the photo that pans, zooms, shakes and rolls a little; a
 "profile-ish" shot also foreshortens the photo about a vertical axis through
-the face (a planar stand-in for a turned head). Frame ``t`` is the photo
+the face (a planar stand-in for a turned head), and a third of the shots
+are filmed at a tilt of 4-10 degrees. Frame ``t`` is the photo
 warped by the camera's homography ``M_t``, so every face box is known
-exactly: the box of the warped corners of the photo's face box.
+exactly from the photo's face box (``_warp_box``).
 
 Scenes (``SCENES``; A is the main character, B and C other people):
   cutaway     A medium | B close-up | A close-up
@@ -67,6 +68,7 @@ class Shot:
   pan: tuple[float, float]  # window centre shift over the shot, in window widths
   shake: float              # per-frame jitter, in window widths
   roll: float               # per-frame roll jitter, degrees
+  tilt: float = 0.0         # the camera's roll for the whole shot (a Dutch angle), degrees
 
 
 def _photos_of(identity: str) -> list[str]:
@@ -88,7 +90,8 @@ def _shot(rng, panes, n) -> Shot:
                                                     rng.uniform(1.08, 1.25)])),
               pan=tuple(rng.uniform(-0.12, 0.12, 2) * rng.choice([0, 1], p=[0.3, 0.7])),
               shake=float(rng.choice([0.0, 0.006, 0.012])),
-              roll=float(rng.choice([0.0, 1.5])))
+              roll=float(rng.choice([0.0, 1.5])),
+              tilt=float(rng.choice([0.0, 0.0, rng.choice([-1, 1]) * rng.uniform(4, 10)])))
 
 
 def sample_scene(rng: np.random.Generator, scene: str, identities: list[str], width: int,
@@ -167,10 +170,17 @@ def _camera(pane: Pane, shot: Shot, t: int, height: int, jitter: np.ndarray,
 
 
 def _warp_box(m: np.ndarray, box) -> np.ndarray:
+  """The face box as it appears after the homography ``m``: centred on the
+  warped box, as wide as its warped top and bottom edges and as tall as its
+  warped sides on average (a tilted face keeps its size, not the bounding
+  box of its tilted square)."""
   x0, y0, x1, y1 = box
   pts = np.array([[x0, y0, 1], [x1, y0, 1], [x0, y1, 1], [x1, y1, 1]], np.float64) @ m.T
   pts = pts[:, :2] / pts[:, 2:]
-  return np.concatenate([pts.min(0), pts.max(0)])
+  w = (np.linalg.norm(pts[1] - pts[0]) + np.linalg.norm(pts[3] - pts[2])) / 2
+  h = (np.linalg.norm(pts[2] - pts[0]) + np.linalg.norm(pts[3] - pts[1])) / 2
+  c = pts.mean(0)
+  return np.array([c[0] - w / 2, c[1] - h / 2, c[0] + w / 2, c[1] + h / 2])
 
 
 def _visible(box: np.ndarray, x0: int, x1: int, height: int) -> bool:
@@ -192,7 +202,8 @@ def _prefiltered(photos, name: str, m: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return photos[name], m
   key = (name, k, id(photos[name]))
   if key not in _SHRUNK:
-    _SHRUNK.clear() if len(_SHRUNK) > 32 else None
+    if len(_SHRUNK) > 32:
+      _SHRUNK.clear()
     _SHRUNK[key] = cv2.resize(photos[name], None, fx=2 ** k, fy=2 ** k,
                               interpolation=cv2.INTER_AREA)
   small = _SHRUNK[key]
@@ -215,7 +226,8 @@ def render_clip(shots: list[Shot], width: int, height: int, rng: np.random.Gener
     if k:
       cuts.append(t0)
     for t in range(shot.num_frames):
-      jit = rng.normal(0, 1, (len(shot.panes), 3)) * [shot.shake, shot.shake, shot.roll]
+      jit = rng.normal(0, 1, (len(shot.panes), 3)) * [shot.shake, shot.shake, shot.roll] \
+          + [0.0, 0.0, shot.tilt]
       for pane, j in zip(shot.panes, jit):
         m = _camera(pane, shot, t, height, j, photos[pane.photo].shape[:2])
         out = cv2.warpPerspective(*_prefiltered(photos, pane.photo, m), (width, height),
@@ -257,6 +269,7 @@ def make_clip(out_dir, seed: int, index: int, num_frames: int, width: int, heigh
         "height": height, "scene": scene, "identities": idents, "main": idents.index(cast[0]),
         "faces": [{"identity": i, "boxes": boxes[i]} for i in idents], "cuts": cuts,
         "shots": [{"frames": s.num_frames, "zoom": s.zoom, "shake": s.shake, "roll": s.roll,
+                   "tilt": s.tilt,
                    "panes": [dataclasses.asdict(p) for p in s.panes]} for s in shots]}
   (root / "ground_truth" / f"{cid}.json").write_text(json.dumps(gt) + "\n")
   caption = f"A {scene.replace('_', ' ')} scene; the main character is {cast[0]}."

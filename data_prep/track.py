@@ -22,6 +22,9 @@ indices), the boxes found there and an appearance descriptor per box.
 5. Re-linking (``relink``): tracklets that never overlap in time (across cuts
    or long gaps) are merged into one person, most similar pair first, when all
    their pairwise appearance similarities are at least ``relink_similarity``.
+   With ``identity`` (``identity.IdentityLinker``: face descriptors) a
+   tracklet is first split where it changes person, and the similarity is
+   minus the descriptor distance, at least minus ``identity.distance``.
 
 Appearance (``appearance``) is a 2x2 grid of 4x4x4-bin RGB histograms of the
 face box (so hair on top and mouth below count separately), square-rooted and

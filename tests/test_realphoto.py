@@ -234,3 +234,29 @@ def test_aligned_crops_level_the_eyes(photos):
   assert aligned.shape == square.shape == (size, size, 3)
   tilt = lambda c: abs(crop.eye_angle(emb.landmarks(c, inner)[0]))
   assert tilt(square) > 9 and tilt(aligned) < 2.5, (tilt(square), tilt(aligned))
+
+
+def test_annotations_build_uses_the_real_front_end_and_writes_identities(clips, tmp_path):
+  """``python -m data_prep.build --annotations``: the real front end by
+  default; the summary has cut and identity figures, and every clip's
+  per-frame identities and descriptor distance are in ground_truth_scores.jsonl."""
+  from data_prep import build, builder as builder_lib
+  root, anns, gts = clips
+  ann = tmp_path / "a.json"
+  ann.write_text(json.dumps(anns[:3]))
+  data_dir = tmp_path / "tfds"
+  assert build.main(["--annotations", f"test={ann}", "--video-root", str(root),
+                     "--data-dir", str(data_dir), "--num-frames", "4"]) == 0
+  out = data_dir / "facetrack" / "fecbench_t4" / "1.0.0"
+  summary = json.loads((out / builder_lib.SUMMARY_FILE).read_text())
+  assert summary["clips_ok"] == 3 and summary["track_selection"]["main_correct_pct"] == 100.0
+  assert summary["track_selection"]["cut_recall"] == 1.0
+  assert summary["identity"]["descriptor_distance"] == [REAL.identity_distance]
+  assert summary["identity"]["people_relinked"] >= 3   # the main character across a cut
+  rows = [json.loads(x) for x in (out / builder_lib.SCORES_FILE).read_text().splitlines()]
+  assert [r["id"] for r in rows] == [a["id"] for a in anns[:3]]
+  for r, g in zip(rows, gts):
+    main = g["identities"][g["main"]]
+    assert len(r["score"]["frame_identities"]) == 4 and main in r["score"]["frame_identities"]
+    assert r["identity"]["distance"] == REAL.identity_distance
+    assert len(r["identity"]["sampled"]) == 4

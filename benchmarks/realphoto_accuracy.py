@@ -2,7 +2,7 @@
 main character, box IoU, shot cuts, two people in one track, seconds per clip.
 
   python -m benchmarks.realphoto_accuracy --num-clips 60 --seed 2 \
-      [--set detector=dlib_hog --set identity=dlib --set cut_detector=scenedetect_histogram] \
+      [--real-footage] [--set detector=haar] [--set identity=appearance] \
       [--detector-arg upsample=1] [--width 640 --height 360 --frames 60] [--tag NAME]
 
 Every clip is run through ``pipeline.process_video`` and scored with
@@ -25,10 +25,23 @@ import time
 import numpy as np
 
 
+def _eye_tilts(res, embedder, m: float) -> list[float]:
+  """|eye-line angle| (degrees) in each observed face crop of ``res`` (crop
+  margin ``m``), from landmarks found again on the crop (meaningful for
+  crops of >= ~96 px)."""
+  from data_prep import crop
+  s = res.faces.shape[1]
+  inner = np.array([[s * m / (1 + 2 * m), s * m / (1 + 2 * m), s * (1 + m) / (1 + 2 * m),
+                     s * (1 + m) / (1 + 2 * m)]])
+  return [abs(crop.eye_angle(embedder.landmarks(res.faces[t], inner)[0]))
+          for t in np.flatnonzero(res.face_mask & ~res.face_bridged)]
+
+
 def run(num_clips: int, seed: int, overrides: dict, workdir: str, width: int = 640,
-        height: int = 360, frames: int = 60, progress: bool = True) -> dict:
+        height: int = 360, frames: int = 60, progress: bool = True,
+        eye_tilt: bool = False) -> dict:
   import tqdm
-  from data_prep import pipeline, realphoto, scoring
+  from data_prep import identity, pipeline, realphoto, scoring
   from data_prep.errors import ClipError
   made = pathlib.Path(workdir) / "annotations.json"
   anns = json.loads(made.read_text()) if made.is_file() else []
@@ -36,7 +49,8 @@ def run(num_clips: int, seed: int, overrides: dict, workdir: str, width: int = 6
     anns = realphoto.generate(workdir, num_clips, seed, num_frames=frames, width=width,
                               height=height, progress=progress)
   cfg = pipeline.PrepConfig(**overrides)
-  scores, seconds, failed, stages, scenes = [], [], [], {}, {}
+  scores, seconds, failed, stages, scenes, tilts = [], [], [], {}, {}, []
+  embedder = identity.FaceEmbedder() if eye_tilt else None
   for ann in tqdm.tqdm(anns, desc=f"realphoto {cfg.detector}", disable=not progress):
     gt = json.loads((pathlib.Path(workdir) / "ground_truth" / f"{ann['id']}.json").read_text())
     t0 = time.perf_counter()
@@ -48,6 +62,8 @@ def run(num_clips: int, seed: int, overrides: dict, workdir: str, width: int = 6
            **scoring.cut_scores([], gt["cuts"])}
     else:
       s = scoring.score_against_ground_truth(res, gt)
+      if embedder is not None:
+        tilts += _eye_tilts(res, embedder, cfg.margin)
       for k, v in res.stats["seconds"].items():
         stages[k] = stages.get(k, 0.0) + v
     seconds.append(time.perf_counter() - t0)
@@ -72,6 +88,8 @@ def run(num_clips: int, seed: int, overrides: dict, workdir: str, width: int = 6
                                  for k, v in stages.items()},
       "main_correct_by_scene": {k: float(np.mean(v)) for k, v in sorted(scenes.items())},
       "wrong_clips": [i for i, s in enumerate(scores) if not s["main_correct"]],
+      "eye_tilt_deg": ({"mean": float(np.mean(tilts)), "over_5_pct": 100.0 * float(
+          np.mean(np.asarray(tilts) > 5)), "crops": len(tilts)} if tilts else None),
   }
 
 
@@ -82,31 +100,34 @@ def main(argv=None) -> int:
   p.add_argument("--width", type=int, default=640)
   p.add_argument("--height", type=int, default=360)
   p.add_argument("--frames", type=int, default=60)
+  p.add_argument("--real-footage", action="store_true",
+                 help="start from pipeline.REAL_FOOTAGE (what --annotations builds use)")
   p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                  help="PrepConfig field, e.g. --set detector=dlib_hog")
   p.add_argument("--detector-arg", action="append", default=[], metavar="KEY=VALUE")
+  p.add_argument("--eye-tilt", action="store_true",
+                 help="also measure the eye line's tilt in the face crops (landmarks found "
+                      "again on each crop; use with --set face_size=128)")
   p.add_argument("--tag", help="result file name: realphoto_<tag>.json")
   p.add_argument("--workdir", help="keep the clips here, and reuse them when they are the same "
                  "count and seed (default: a temporary folder)")
   args = p.parse_args(argv)
-  from data_prep import detect, realphoto_sources
+  from data_prep import detect, pipeline, realphoto_sources
   reason = realphoto_sources.missing_reason()
   if reason:
     p.exit(2, f"{reason}\n")
   try:
-    overrides = detect.parse_key_values(args.set, "--set")
-    det_args = detect.parse_key_values(args.detector_arg)
-    if det_args:
-      overrides["detector_kwargs"] = detect.checked_detector_args(
-          overrides.get("detector", "haar"), det_args)
+    overrides = detect.prep_overrides(args.set, args.detector_arg,
+                                      pipeline.REAL_FOOTAGE if args.real_footage else None)
   except ValueError as e:
     p.error(str(e))
   if args.workdir:
     res = run(args.num_clips, args.seed, overrides, args.workdir, args.width, args.height,
-              args.frames)
+              args.frames, eye_tilt=args.eye_tilt)
   else:
     with tempfile.TemporaryDirectory() as tmp:
-      res = run(args.num_clips, args.seed, overrides, tmp, args.width, args.height, args.frames)
+      res = run(args.num_clips, args.seed, overrides, tmp, args.width, args.height, args.frames,
+                eye_tilt=args.eye_tilt)
   tag = args.tag or "_".join(f"{k}-{v}" for k, v in sorted(overrides.items())) or "default"
   out = pathlib.Path(__file__).parent / "results" / f"realphoto_{tag}.json"
   out.write_text(json.dumps(res, indent=1, default=str) + "\n")
@@ -115,7 +136,8 @@ def main(argv=None) -> int:
         f"{res['main_correct_pct']:.1f}%, mean IoU {res['mean_iou']:.3f}, cut recall "
         f"{res['cut_recall']:.3f}, false cuts {res['false_cut_pct']:.1f}%, tracks with two "
         f"people {res['tracks_mixed']}, {res['seconds_per_clip']:.2f} s per clip, "
-        f"{res['clips_failed']} failed")
+        f"{res['clips_failed']} failed"
+        + (f", eye tilt in the crops {res['eye_tilt_deg']}" if res["eye_tilt_deg"] else ""))
   print(f"wrote {out}")
   return 0
 

@@ -161,7 +161,8 @@ def fetch(out_dir: str | os.PathLike = REPO_CACHE, quiet: bool = True) -> list[s
       need.setdefault(p.package, []).append(p)
   for package, photos in need.items():
     with tempfile.TemporaryDirectory() as tmp:
-      binary = ["--no-binary", ":all:"] if package == _FR else ["--only-binary", ":all:"]
+      name = package.split("==")[0]
+      binary = ["--no-binary", name] if package == _FR else ["--only-binary", ":all:"]
       subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", *binary,
                       "--disable-pip-version-check", *(["-q"] if quiet else []),
                       "-d", tmp, package], check=True)

@@ -77,7 +77,7 @@ PREVIEW_HEIGHT = 240   # ClipResult.preview: sampled frames at most this tall
 # The front end for real footage (``--annotations`` builds; chosen on the
 # real-photo clips, benchmarks/realphoto_accuracy.py, realphoto_cuts.py and
 # README): dlib's HOG detector, PySceneDetect's content cuts (threshold 45:
-# at its default 27, 27% of the cuts it found were camera shake), people by
+# at its default 27, 27-32% of the cuts it found were camera shake), people by
 # face descriptors. The synthetic set keeps PrepConfig's defaults (Haar, own
 # cuts, colour), which measure best on drawn faces.
 REAL_FOOTAGE = dict(detector="dlib_hog", cut_detector="scenedetect_content",

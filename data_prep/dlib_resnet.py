@@ -165,7 +165,8 @@ def _forward(params, chips):
 class JaxDescriptor:
   """``__call__(chips uint8[B, 150, 150, 3]) -> float32[B, 128]``: dlib's
   descriptors, computed by XLA (batches padded to 1, 2, 4, 8, ... so a few
-  shapes compile, once per process)."""
+  shapes compile, once per process: ~5-10 s on the 2-core VM, paid by the
+  first clip of each build worker)."""
 
   def __init__(self, path: str | pathlib.Path):
     import jax.numpy as jnp

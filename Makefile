@@ -1,11 +1,17 @@
 # `make demo`: the main job on the embedded synthetic default.
 # `make test`: the test suite. Each sets up its own venv (idempotent).
+# `make photos`: the real test photos, fetched from the package registry
+#   (pip download of face-recognition's sdist, scikit-image and matplotlib
+#   wheels) into .cache/photos; `make test` runs it first. Without them the
+#   real-photo tests skip and say why.
 PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PIP     = $(PY) -m pip install --disable-pip-version-check -q
 
-.PHONY: demo test clean-venv
+PHOTOS  = .cache/photos
+
+.PHONY: demo test photos clean-venv
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +27,13 @@ $(VENV)/.test: requirements.txt requirements-test.txt $(VENV)/.runtime
 demo: $(VENV)/.runtime
 	$(PY) -m facetrack_jax.main $(ARGS)
 
-test: $(VENV)/.test
+$(PHOTOS)/.fetched: $(VENV)/.runtime
+	$(PY) -m data_prep.realphoto_sources --fetch $(PHOTOS) && touch $@ \
+	  || echo "real photos not fetched: the real-photo tests will skip"
+
+photos: $(PHOTOS)/.fetched
+
+test: $(VENV)/.test $(PHOTOS)/.fetched
 	$(PY) -m pytest -q tests $(ARGS)
 
 clean-venv:

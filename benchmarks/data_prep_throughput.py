@@ -16,6 +16,9 @@ videos) and writes it to
   python -m benchmarks.data_prep_throughput --num-clips 16 [--repeats 2] \
       [--width 1280 --height 720] [--clip-frames 96 --fps 30] \
       [--workers 2] [--set keyframe_every=8] [--detector-arg min_size=30]
+  # the real-footage front end on clips cut from real photos (make photos)
+  python -m benchmarks.data_prep_throughput --source realphoto --real-footage \
+      --width 1280 --height 720
 
 ``--workers W`` also times (a) and (b) as the build runs them with
 ``--workers W``: W spawned processes sharing the cores
@@ -93,12 +96,17 @@ def _pool_clips_per_s(workers: int, cfg, paths, repeats: int) -> list[float]:
 
 def run(num_clips: int, seed: int, repeats: int, workdir: str,
         overrides: dict | None = None, width: int = 320, height: int = 240,
-        clip_frames: int = 16, fps: float = 8.0, workers: int = 0) -> dict:
-  from data_prep import detect, pipeline, synthetic, video
+        clip_frames: int = 16, fps: float = 8.0, workers: int = 0,
+        source: str = "synthetic") -> dict:
+  from data_prep import detect, pipeline, realphoto, synthetic, video
   from data_prep.errors import ClipError
 
-  synthetic.generate(workdir, num_clips=num_clips, seed=seed, width=width, height=height,
-                     num_frames=clip_frames, fps=fps)
+  if source == "realphoto":
+    realphoto.generate(workdir, num_clips, seed, num_frames=clip_frames, width=width,
+                       height=height, fps=fps, progress=False)
+  else:
+    synthetic.generate(workdir, num_clips=num_clips, seed=seed, width=width, height=height,
+                       num_frames=clip_frames, fps=fps)
   records = json.loads((pathlib.Path(workdir) / "annotations.json").read_text())
   paths = [str(pathlib.Path(workdir) / r["video"]) for r in records]
   cfg = pipeline.PrepConfig(**(overrides or {}))
@@ -135,12 +143,13 @@ def run(num_clips: int, seed: int, repeats: int, workdir: str,
       "host": socket.gethostname(), "machine": platform.machine(),
       "processor": platform.processor(), "cpu_count": os.cpu_count(),
       "date": datetime.datetime.now().isoformat(timespec="seconds"),
-      "num_clips": num_clips, "seed": seed, "repeats": repeats,
+      "num_clips": num_clips, "seed": seed, "repeats": repeats, "source": source,
       "video_size": [width, height], "clip_frames": clip_frames, "fps": fps,
       "frames_per_clip": frames / max(1, ok),
       "prep_config": {k: getattr(cfg, k) for k in
                       ("num_frames", "frame_size", "face_size", "detector",
-                       "decode_max_side", "max_detect_frames", "detect_stride")},
+                       "decode_max_side", "max_detect_frames", "detect_stride",
+                       "cut_detector", "cut_threshold", "identity", "align_crops")},
       "prep_overrides": overrides or {},
       "detector_repr": repr(detect.get_detector(cfg.detector, **dict(cfg.detector_kwargs))),
       "decode_clips_per_s": decode_cps, "full_clips_per_s": full_cps,
@@ -162,8 +171,15 @@ def main(argv=None) -> int:
   p.add_argument("--repeats", type=int, default=1, help="best of this many passes")
   p.add_argument("--width", type=int, default=320, help="synthetic video width")
   p.add_argument("--height", type=int, default=240, help="synthetic video height")
-  p.add_argument("--clip-frames", type=int, default=16, help="frames per synthetic clip")
-  p.add_argument("--fps", type=float, default=8.0, help="synthetic frame rate")
+  p.add_argument("--source", choices=("synthetic", "realphoto"), default="synthetic",
+                 help="synthetic drawn faces, or edited clips cut from real photos "
+                      "(data_prep/realphoto.py; `make photos` first)")
+  p.add_argument("--real-footage", action="store_true",
+                 help="the real-footage front end (pipeline.REAL_FOOTAGE: what "
+                      "--annotations builds use) instead of the synthetic default")
+  p.add_argument("--clip-frames", type=int, help="frames per clip (default 16 synthetic, "
+                 "60 realphoto)")
+  p.add_argument("--fps", type=float, help="frame rate (default 8 synthetic, 24 realphoto)")
   p.add_argument("--workers", type=int, default=0,
                  help="also measure both with this many worker processes, as the build runs them")
   p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
@@ -172,22 +188,26 @@ def main(argv=None) -> int:
                  help="detector argument, e.g. --detector-arg min_size=30 (int/float/str)")
   p.add_argument("--out", help="result JSON (default benchmarks/results/data_prep_<host>.json)")
   args = p.parse_args(argv)
-  from data_prep import detect
+  from data_prep import detect, pipeline
+  real = args.source == "realphoto"
+  args.clip_frames = args.clip_frames or (60 if real else 16)
+  args.fps = args.fps or (24.0 if real else 8.0)
   try:
-    overrides = detect.parse_key_values(args.set, "--set")
-    det_args = detect.parse_key_values(args.detector_arg)
-    if det_args:
-      overrides["detector_kwargs"] = detect.checked_detector_args(
-          overrides.get("detector", "haar"), det_args)
+    overrides = detect.prep_overrides(args.set, args.detector_arg,
+                                      pipeline.REAL_FOOTAGE if args.real_footage else None)
   except ValueError as e:
     p.error(str(e))
   with tempfile.TemporaryDirectory() as tmp:
     res = run(args.num_clips, args.seed, args.repeats, tmp, overrides, args.width, args.height,
-              args.clip_frames, args.fps, args.workers)
+              args.clip_frames, args.fps, args.workers, args.source)
   name = (res["host"] or res["machine"]).replace(os.sep, "_")
+  if real:
+    name += "_realphoto"
+  if args.real_footage:
+    name += "_realdefault"
   if (args.width, args.height) != (320, 240):
     name += f"_{args.width}x{args.height}"
-  if args.clip_frames != 16:
+  if args.clip_frames != (60 if real else 16):
     name += f"_{args.clip_frames}f"
   out = pathlib.Path(args.out or pathlib.Path(__file__).parent / "results"
                      / f"data_prep_{name}.json")

@@ -2,7 +2,7 @@
 
   # your FEC-Bench videos (annotation files per split, SPLIT= optional)
   python -m data_prep.build --annotations test=test.json --video-root VIDEOS \\
-      --data-dir D [--detector haar] [--detector-arg min_neighbors=2] \\
+      --data-dir D [--detector dlib_hog] [--detector-arg upsample=1] \\
       [--workers 8] [--contact-sheets SHEETS]
   # the synthetic set (generated, then processed the same way)
   python -m data_prep.build --synthetic --num-train 2000 --num-test 200 --data-dir D
@@ -57,11 +57,18 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--face-size", type=int, default=32, help="S, side of the face crops")
   p.add_argument("--margin", type=float, default=0.25,
                  help="face crop side = detected box side * (1 + 2 * margin)")
-  p.add_argument("--detector", default="haar", choices=detect.available_detectors(),
-                 help="face detector (data_prep/detect.py registry)")
+  p.add_argument("--detector", default="", choices=[""] + detect.available_detectors(),
+                 help="face detector (data_prep/detect.py registry; default: the front "
+                      "end's: haar for --synthetic, dlib_hog for --annotations)")
+  p.add_argument("--front-end", default="", choices=["", "synthetic", "real"],
+                 help="detector, shot cuts and identity rule (data_prep/pipeline.py "
+                      "FRONT_ENDS; default: synthetic for --synthetic, real for --annotations)")
+  p.add_argument("--align-crops", action="store_true",
+                 help="turn face crops so the eyes are level (dlib 5-point landmarks)")
   p.add_argument("--detector-arg", action="append", default=[], metavar="KEY=VALUE",
-                 help="detector argument (repeatable), e.g. --detector-arg min_neighbors=2 "
-                      "for busy real footage; see data_prep/detect.py. Non-default "
+                 help="detector argument (repeatable), e.g. --detector-arg upsample=1 "
+                      "(dlib_hog: faces from 40 px) or min_neighbors=2 (haar); see "
+                      "data_prep/detect.py and detect_dlib.py. Non-default "
                       "arguments show in the config name")
   p.add_argument("--config-name", help="override the derived config name")
   p.add_argument("--workers", type=int, default=0,
@@ -90,8 +97,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     splits[split] = path
   args.splits = splits
   try:
+    from data_prep import pipeline  # pylint: disable=g-import-not-at-top
+    front = args.front_end or ("synthetic" if args.synthetic else "real")
+    detector = args.detector or pipeline.FRONT_ENDS[front].get("detector", "haar")
     args.detector_args = detect.checked_detector_args(
-        args.detector, detect.parse_key_values(args.detector_arg))
+        detector, detect.parse_key_values(args.detector_arg))
   except ValueError as e:
     p.error(str(e))
   return args
@@ -100,7 +110,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def make_builder(args) -> builder_lib.Facetrack:
   fields = dict(num_frames=args.num_frames, frame_size=args.frame_size,
                 face_size=args.face_size, margin=args.margin, detector=args.detector,
-                detector_args=args.detector_args)
+                detector_args=args.detector_args, front_end=args.front_end,
+                align_crops=args.align_crops)
   if args.synthetic:
     fields.update(num_train=args.num_train, num_test=args.num_test, seed=args.seed,
                   takes=args.takes)

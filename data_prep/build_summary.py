@@ -34,7 +34,16 @@ def summarize(records: list[dict], *, dataset: str, path: str,
   if scored:
     track = {"clips_with_ground_truth": len(scored),
              "main_correct_pct": 100.0 * float(np.mean([s["main_correct"] for s in scored])),
-             "mean_iou": float(np.mean([s["mean_iou"] for s in scored]))}
+             "mean_iou": float(np.mean([s["mean_iou"] for s in scored])),
+             "tracks_mixed": int(sum(s.get("tracks_mixed", 0) for s in scored))}
+    cut = [s for s in scored if "cuts_true" in s]
+    if cut:
+      hit, true = sum(s["cuts_hit"] for s in cut), sum(s["cuts_true"] for s in cut)
+      false, found = sum(s["cuts_false"] for s in cut), sum(s["cuts_found"] for s in cut)
+      track.update(cut_recall=hit / true if true else 1.0,
+                   false_cut_pct=100.0 * false / found if found else 0.0)
+  links = [d for r in ok for d in (r.get("identity") or {}).get("links", [])]
+  dist = {(r.get("identity") or {}).get("distance") for r in ok} - {None}
   return {
       "dataset": dataset, "path": path,
       "clips_total": len(records), "clips_ok": len(ok), "clips_skipped": len(bad),
@@ -47,6 +56,8 @@ def summarize(records: list[dict], *, dataset: str, path: str,
       "seconds_per_stage": totals.pop("seconds", {}),
       "pipeline_totals": totals,   # the other numeric ClipResult.stats, summed
       "track_selection": track,
+      "identity": {"descriptor_distance": sorted(dist), "people_relinked": len(links),
+                   "largest_link_distance": max(links, default=None)},
       "clip_seconds": float(sum(r["seconds"] for r in records)),
       "wall_seconds": wall_seconds,
   }
@@ -69,5 +80,14 @@ def format_summary(s: dict) -> str:
   if t:
     lines.append(f"  track selection on {t['clips_with_ground_truth']} clips with ground "
                  f"truth: main correct {t['main_correct_pct']:.1f}%, mean IoU {t['mean_iou']:.3f}")
+    if t.get("tracks_mixed"):
+      lines.append(f"  tracks holding two people: {t['tracks_mixed']}")
+    if "cut_recall" in t:
+      lines.append(f"  shot cuts: recall {t['cut_recall']:.3f}, false {t['false_cut_pct']:.1f}%")
+  ident = s.get("identity") or {}
+  if ident.get("descriptor_distance"):
+    lines.append(f"  identity: face descriptors, distance <= {ident['descriptor_distance']}, "
+                 f"{ident['people_relinked']} people re-linked across gaps or cuts (largest "
+                 f"distance {ident['largest_link_distance']})")
   lines.append(f"  wall {s['wall_seconds']:.1f} s, clip processing {s['clip_seconds']:.1f} s")
   return "\n".join(lines)

@@ -23,7 +23,9 @@ Example features: ``frames uint8[T,H,W,3]``, ``faces uint8[T,S,S,3]``,
 
 Every clip that cannot be used is skipped and recorded; after the build the
 version directory holds ``errors.jsonl`` (split, id, path, stage, reason) and
-``build_summary.json`` next to the ArrayRecord shards. One clip's work is
+``build_summary.json`` next to the ArrayRecord shards (and, for clips with
+ground truth, ``ground_truth_scores.jsonl``: each clip's score, the per-frame
+identities and the descriptor distance it was linked with). One clip's work is
 ``clip_job.run_job``; the summary is ``build_summary.summarize``. Reading (any process):
 
   ds = tfds.data_source("facetrack/synthetic", data_dir=D, split="train",
@@ -55,6 +57,7 @@ from data_prep.clip_job import (ClipJob, ClipOutcome, error_record, init_worker,
 NAME = "facetrack"
 ERRORS_FILE = "errors.jsonl"
 SUMMARY_FILE = "build_summary.json"
+SCORES_FILE = "ground_truth_scores.jsonl"   # per clip with ground truth: score, identities
 
 
 class BuildInputError(ValueError):
@@ -78,8 +81,10 @@ class FacetrackConfig(tfds.core.BuilderConfig):
   frame_size: int = 64     # H = W of the global view
   face_size: int = 32      # S
   margin: float = 0.25     # face crop side = box side * (1 + 2 * margin)
-  detector: str = "haar"
+  detector: str = ""       # "": the front end's (pipeline.FRONT_ENDS)
   detector_args: tuple = ()  # sorted (key, value) pairs for the detector, e.g. (("min_neighbors", 2),)
+  front_end: str = ""      # "synthetic" or "real" (pipeline.FRONT_ENDS); "": by kind
+  align_crops: bool = False  # face crops turned so the eyes are level (crop.crop_aligned)
   min_video_frames: int = 2  # a still cannot show facial dynamics: skipped
   num_train: int = 2000
   num_test: int = 200
@@ -89,6 +94,7 @@ class FacetrackConfig(tfds.core.BuilderConfig):
 
 _NAME_TAGS = (("num_frames", "t"), ("frame_size", "f"), ("face_size", "s"),
               ("margin", "m"), ("detector", ""), ("detector_args", "det-"),
+              ("front_end", "fe-"), ("align_crops", "aligned"),
               ("min_video_frames", "minf"), ("num_train", "train"),
               ("num_test", "test"), ("seed", "seed"), ("takes", "k"))
 _SYNTHETIC_ONLY = ("num_train", "num_test", "seed", "takes")
@@ -107,6 +113,8 @@ def make_config(kind: str = "synthetic", *, name: str | None = None,
 
   def value(f):   # detector_args (("min_neighbors", 2),) -> "min_neighbors2"
     v = getattr(cfg, f)
+    if isinstance(v, bool):
+      return ""
     return "-".join(f"{k}{a}" for k, a in v) if f == "detector_args" else v
 
   tags = [f"{tag}{value(f)}" for f, tag in _NAME_TAGS
@@ -115,9 +123,16 @@ def make_config(kind: str = "synthetic", *, name: str | None = None,
   cfg.name = name or "_".join([kind] + tags)
   cfg.version = tfds.core.Version("1.0.0")
   cfg.description = (f"{kind} clips, T={cfg.num_frames}, frames {cfg.frame_size}px, "
-                     f"faces {cfg.face_size}px, detector {cfg.detector}"
+                     f"faces {cfg.face_size}px, front end {front_end_of(cfg)}, detector "
+                     f"{cfg.detector or 'default'}"
                      + (f" {dict(cfg.detector_args)}" if cfg.detector_args else ""))
   return cfg
+
+
+def front_end_of(cfg: FacetrackConfig) -> str:
+  """The config's front end: its own, else "synthetic" for the synthetic set
+  and "real" for everything built from the user's videos."""
+  return cfg.front_end or ("synthetic" if cfg.kind == "synthetic" else "real")
 
 
 class Facetrack(tfds.core.GeneratorBasedBuilder):
@@ -179,9 +194,13 @@ class Facetrack(tfds.core.GeneratorBasedBuilder):
   def prep_config(self):
     from data_prep import pipeline
     c = self.builder_config
+    front = dict(pipeline.FRONT_ENDS[front_end_of(c)])
+    if c.detector:
+      front["detector"] = c.detector
     return pipeline.PrepConfig(num_frames=c.num_frames, frame_size=c.frame_size,
-                               face_size=c.face_size, margin=c.margin, detector=c.detector,
-                               detector_kwargs=tuple(c.detector_args))
+                               face_size=c.face_size, margin=c.margin,
+                               detector_kwargs=tuple(c.detector_args),
+                               align_crops=c.align_crops, **front)
 
   # --- inputs ---
 
@@ -321,6 +340,10 @@ class Facetrack(tfds.core.GeneratorBasedBuilder):
     out = epath.Path(self.data_dir)
     (out / ERRORS_FILE).write_text(errors)
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
+    scored = [dict(split=r["split"], id=r["id"], score=r["score"], identity=r.get("identity"))
+              for r in self._records if r["ok"] and r.get("score")]
+    if scored:
+      (out / SCORES_FILE).write_text("".join(json.dumps(r) + "\n" for r in scored))
     self.summary = summary
 
 

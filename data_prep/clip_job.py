@@ -91,8 +91,8 @@ def run_job(job: ClipJob, prep_cfg, min_video_frames: int = 2) -> ClipOutcome:
   if job.ground_truth:
     try:
       gt = json.loads(pathlib.Path(job.ground_truth).read_text())
-      score = {k: float(v) for k, v in
-               pipeline.score_against_ground_truth(result, gt).items()}
+      score = {k: float(v) if isinstance(v, (bool, int, float, np.number)) else v
+               for k, v in pipeline.score_against_ground_truth(result, gt).items()}
     except Exception:  # pylint: disable=broad-except
       stats["ground_truth_errors"] = 1
   if job.contact_sheet:
@@ -111,7 +111,8 @@ def run_job(job: ClipJob, prep_cfg, min_video_frames: int = 2) -> ClipOutcome:
                  caption=entry.caption, id=entry.id, video=entry.video,
                  source=entry.source)
   record = dict(split=job.split, id=entry.id, path=job.path, ok=True, stage=None,
-                reason=None, stats=_jsonable(stats), score=score,
+                reason=None, stats=_jsonable(stats), score=_jsonable(score),
+                identity=_jsonable(result.identity),
                 seconds=time.perf_counter() - t0)
   return ClipOutcome(record, example)
 

@@ -58,3 +58,27 @@ def crop_square(frame: np.ndarray, box: np.ndarray, margin: float, size: int) ->
 def resize_frame(frame: np.ndarray, height: int, width: int | None = None) -> np.ndarray:
   """uint8[h, w, 3] -> uint8[height, width, 3] (aspect ratio not kept)."""
   return _resize(frame, height, width or height)
+
+
+def eye_angle(landmarks5: np.ndarray) -> float:
+  """float[5, 2] dlib 5-point landmarks (two corners of one eye, two of the
+  other, the nose) -> the eye line's angle in degrees from level (image-left
+  eye to image-right eye, positive when the right one is lower)."""
+  lm = np.asarray(landmarks5, np.float64)
+  a, b = lm[0:2].mean(0), lm[2:4].mean(0)
+  left, right = (a, b) if a[0] <= b[0] else (b, a)
+  return float(np.degrees(np.arctan2(right[1] - left[1], right[0] - left[0])))
+
+
+def crop_aligned(frame: np.ndarray, box: np.ndarray, landmarks5: np.ndarray, margin: float,
+                 size: int) -> np.ndarray:
+  """As ``crop_square``, turned so the eyes are level: the same square (box
+  centre, box side x (1 + 2 margin)), rotated by ``eye_angle``. The square
+  is cut with room for the turn (about sqrt 2 wider, area-resized like
+  ``crop_square``), then rotated and its middle ``size`` x ``size`` kept."""
+  wide = int(np.ceil(size * np.sqrt(2))) | 1
+  room = crop_square(frame, box, ((1 + 2 * margin) * wide / size - 1) / 2, wide)
+  rot = cv2.getRotationMatrix2D(((wide - 1) / 2, (wide - 1) / 2), eye_angle(landmarks5), 1.0)
+  rot[:, 2] -= (wide - size) / 2
+  return cv2.warpAffine(room, rot, (size, size), flags=cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_CONSTANT)

@@ -9,6 +9,9 @@ A detector may also offer ``detect_near(frame_rgb, boxes float[k, 4])``: the
 faces close to known boxes, at about their size -- much cheaper than a full
 search. ``detect_clip`` uses it between keyframes (see there).
 
+Registered: ``haar`` (below; the synthetic default), ``dlib_hog`` (the
+real-footage default) and ``dlib_mmod`` (``detect_dlib.py``).
+
 ``HaarDetector`` runs an OpenCV frontal-face cascade on one channel of a
 downscaled frame. Its score is the number of merged raw windows
 (``numDetections``). Knobs: ``cascade``; ``channel`` ("red" or "luma");
@@ -136,12 +139,16 @@ def get_detector(name: str, **kwargs) -> Detector:
 
 def parse_key_values(items, flag: str = "--detector-arg") -> dict:
   """["KEY=VALUE", ...] (command-line strings) -> {KEY: VALUE as int, else
-  float, else str}. ValueError names the item that is not KEY=VALUE."""
+  float, else bool ("true"/"false", any case), else str}. ValueError names
+  the item that is not KEY=VALUE."""
   out = {}
   for item in items:
     key, sep, val = item.partition("=")
     if not sep or not key:
       raise ValueError(f"{flag} {item!r}: expected KEY=VALUE")
+    if val.lower() in ("true", "false"):
+      out[key] = val.lower() == "true"
+      continue
     for cast in (int, float, str):
       try:
         out[key] = cast(val)
@@ -164,6 +171,33 @@ def checked_detector_args(name: str, args: dict) -> tuple:
   except ValueError as e:
     raise ValueError(f"detector {name!r} with {args}: {e}") from e
   return tuple(sorted(args.items()))
+
+
+def prep_overrides(set_items, detector_items, base: dict | None = None) -> dict:
+  """PrepConfig fields from command-line strings (the benchmarks' ``--set
+  FIELD=VALUE`` and ``--detector-arg KEY=VALUE``) on top of ``base`` (e.g.
+  ``pipeline.REAL_FOOTAGE``); detector arguments are checked against the
+  detector they will reach. ValueError names the bad item."""
+  out = {**(base or {}), **parse_key_values(set_items, "--set")}
+  det_args = parse_key_values(detector_items)
+  if det_args:
+    out["detector_kwargs"] = checked_detector_args(out.get("detector", "haar"), det_args)
+  return out
+
+
+def near_window(box, frame_hw: tuple[int, int], roi_scale: float, face_px: float) -> tuple:
+  """The square a near search looks in: ``roi_scale`` box sides around the
+  box centre, clipped to the frame, and the scale that makes the box
+  ``face_px`` pixels -> (x0, y0, x1, y1 ints, z float64, rw, rh: the
+  window's size after scaling)."""
+  bx0, by0, bx1, by1 = box
+  h, w = frame_hw
+  side = max(bx1 - bx0, by1 - by0, 1.0)
+  cx, cy, half = (bx0 + bx1) / 2, (by0 + by1) / 2, roi_scale * side / 2
+  x0, y0 = max(0, math.floor(cx - half)), max(0, math.floor(cy - half))
+  x1, y1 = min(w, math.ceil(cx + half)), min(h, math.ceil(cy + half))
+  z = np.float64(face_px / side)   # maps boxes back in float64
+  return x0, y0, x1, y1, z, round((x1 - x0) * z), round((y1 - y0) * z)
 
 
 # --------------------------------------------------------------------- Haar
@@ -261,17 +295,12 @@ class HaarDetector:
     in-plane rotation in degrees) -- until one finds a face: a face the
     detector lost for a moment (a tilted head, a low-contrast expression)
     is often found again by the second or third try."""
-    h, w = frame_rgb.shape[:2]
     lo = max(self.min_size, int(self.roi_face_px / self.roi_size_range))
     hi = int(np.ceil(self.roi_face_px * self.roi_size_range))
     found = []
-    for bx0, by0, bx1, by1 in np.asarray(boxes, np.float64).reshape(-1, 4).tolist():
-      side = max(bx1 - bx0, by1 - by0, 1.0)
-      cx, cy, half = (bx0 + bx1) / 2, (by0 + by1) / 2, self.roi_scale * side / 2
-      x0, y0 = max(0, math.floor(cx - half)), max(0, math.floor(cy - half))
-      x1, y1 = min(w, math.ceil(cx + half)), min(h, math.ceil(cy + half))
-      z = np.float64(self.roi_face_px / side)   # maps boxes back in float64
-      rw, rh = round((x1 - x0) * z), round((y1 - y0) * z)
+    for box in np.asarray(boxes, np.float64).reshape(-1, 4).tolist():
+      x0, y0, x1, y1, z, rw, rh = near_window(box, frame_rgb.shape[:2], self.roi_scale,
+                                              self.roi_face_px)
       if min(rw, rh) < lo:
         continue
       window, greys = frame_rgb[y0:y1, x0:x1], {}
@@ -302,7 +331,7 @@ class HaarDetector:
 
 def detect_clip(detector: Detector, frames, det_frames: np.ndarray,
                 cuts: np.ndarray, keyframe_every: int = 4, memory: int = 3,
-                refind_iou: float = 0.5
+                refind_iou: float = 0.5, errors: list | None = None
                 ) -> tuple[list[np.ndarray], np.ndarray]:
   """Faces on each of ``det_frames`` (sorted frame numbers; ``frames[f]`` is
   frame ``f``: an array of every frame, or a dict of just these).
@@ -315,6 +344,9 @@ def detect_clip(detector: Detector, frames, det_frames: np.ndarray,
   of the faces that the full search did not find again (no box with IoU >=
   ``refind_iou``), so a face the full search misses is kept. Returns (one
   NMS'd ``float32[n, 5]`` per detection frame, ``bool[M]`` keyframe flags).
+  ``errors``: when given, a detector that raises on a frame costs only that
+  frame (no faces there) and ``(frame, "ExcType: message")`` is appended;
+  otherwise the exception propagates.
   """
   near = getattr(detector, "detect_near", None)
   out, keys, recent = [], np.zeros(len(det_frames), bool), []
@@ -324,14 +356,24 @@ def detect_clip(detector: Detector, frames, det_frames: np.ndarray,
       recent = []
     seeds = nms(np.concatenate(recent)) if recent else np.zeros((0, 5), np.float32)
     keys[s] = near is None or cut or s % keyframe_every == 0 or len(seeds) == 0
-    found = [detector(frames[f])] if keys[s] else []
-    if found and len(found[0]) and len(seeds):   # near only the faces the full search missed
-      seeds = seeds[box_iou(seeds, found[0]).max(1) < refind_iou]
-    if near is not None and len(seeds):
-      found.append(near(frames[f], seeds[:, :4]))
+    try:
+      found = [detector(frames[f])] if keys[s] else []
+      if found and len(found[0]) and len(seeds):   # near only the faces the full search missed
+        seeds = seeds[box_iou(seeds, found[0]).max(1) < refind_iou]
+      if near is not None and len(seeds):
+        found.append(near(frames[f], seeds[:, :4]))
+    except Exception as e:  # pylint: disable=broad-except
+      if errors is None:
+        raise
+      errors.append((int(f), f"{type(e).__name__}: {e}"))
+      found = []
     d = nms(np.concatenate(found).astype(np.float32)) if found else np.zeros((0, 5), np.float32)
     out.append(d)
     # seeds: newest first wins NMS (score column = recency)
     recent = [np.concatenate([d[:, :4], np.full((len(d), 1), s, np.float32)], 1)] + recent
     recent = recent[:memory]
   return out, keys
+
+
+# dlib_hog and dlib_mmod register themselves (dlib is imported when one is built)
+from data_prep import detect_dlib  # noqa: E402,F401  pylint: disable=wrong-import-position

@@ -22,6 +22,9 @@ indices), the boxes found there and an appearance descriptor per box.
 5. Re-linking (``relink``): tracklets that never overlap in time (across cuts
    or long gaps) are merged into one person, most similar pair first, when all
    their pairwise appearance similarities are at least ``relink_similarity``.
+   With ``identity`` (``identity.IdentityLinker``: face descriptors) a
+   tracklet is first split where it changes person, and the similarity is
+   minus the descriptor distance, at least minus ``identity.distance``.
 
 Appearance (``appearance``) is a 2x2 grid of 4x4x4-bin RGB histograms of the
 face box (so hair on top and mouth below count separately), square-rooted and
@@ -119,6 +122,19 @@ def scene_cuts(frames: np.ndarray, hist_threshold: float = 0.35,
 
 # ------------------------------------------------------------------- tracks
 
+def _split_people(tracklets: list, identity) -> list:
+  """Each tracklet cut where ``identity.split_point`` says it changes person."""
+  out, todo = [], list(tracklets)
+  while todo:
+    t = todo.pop()
+    k = identity.split_point(t.steps, t.boxes)
+    if k is None:
+      out.append(t)
+    else:
+      todo += t.split(k)
+  return sorted(out, key=lambda t: (t.steps[0], float(t.boxes[0][0])))
+
+
 @dataclasses.dataclass
 class Track:
   """One person's face over detection frames (sorted ``frames``).
@@ -148,7 +164,7 @@ class _Tracklet:
   """A growing track inside one shot; ``steps`` are positions in det_frames."""
 
   def __init__(self, step: int, det: np.ndarray, app: np.ndarray):
-    self.steps, self.boxes, self.scores = [], [], []
+    self.steps, self.boxes, self.scores, self.apps = [], [], [], []
     self.app_sum = np.zeros_like(app, np.float64)
     self.add(step, det, app)
 
@@ -156,8 +172,19 @@ class _Tracklet:
     self.steps.append(step)
     self.boxes.append(det[:4])
     self.scores.append(det[4])
+    self.apps.append(app)
     self.app_sum += app
     self.mean_app = (self.app_sum / max(np.linalg.norm(self.app_sum), 1e-9)).astype(np.float32)
+
+  def split(self, k: int) -> list["_Tracklet"]:
+    """[observations before k, from k on] as two tracklets."""
+    parts = []
+    for lo, hi in ((0, k), (k, len(self.steps))):
+      t = _Tracklet(self.steps[lo], np.append(self.boxes[lo], self.scores[lo]), self.apps[lo])
+      for i in range(lo + 1, hi):
+        t.add(self.steps[i], np.append(self.boxes[i], self.scores[i]), self.apps[i])
+      parts.append(t)
+    return parts
 
 
 def _affinity(live: list[_Tracklet], dets: np.ndarray, apps: np.ndarray,
@@ -214,16 +241,17 @@ def _bridge(t: _Tracklet, det_frames: np.ndarray) -> tuple:
   return det_frames[all_steps], boxes.astype(np.float32), observed, scores
 
 
-def relink(spans: list[tuple[int, int]], apps: np.ndarray, min_similarity: float) -> list[int]:
+def relink(spans: list[tuple[int, int]], sim: np.ndarray, min_similarity: float) -> list[int]:
   """Groups time-disjoint tracklets of one person.
 
-  ``spans``: (first, last) frame per tracklet; ``apps float[n, D]`` unit
-  descriptors. Returns a group label per tracklet (complete linkage: every
-  pair in a group is at least ``min_similarity`` alike and no two overlap).
+  ``spans``: (first, last) frame per tracklet; ``sim float[n, n]``: how alike
+  two tracklets are (colour: dot products of unit appearance descriptors;
+  identity: minus the face-descriptor distance). Returns a group label per
+  tracklet (complete linkage: every pair in a group is at least
+  ``min_similarity`` alike and no two overlap).
   """
   n = len(spans)
   group = list(range(n))
-  sim = apps @ apps.T if n else np.zeros((0, 0))
   pairs = sorted(((sim[i, j], i, j) for i in range(n) for j in range(i + 1, n)
                   if sim[i, j] >= min_similarity), key=lambda p: (-p[0], p[1], p[2]))
   for _, i, j in pairs:
@@ -242,19 +270,31 @@ def relink(spans: list[tuple[int, int]], apps: np.ndarray, min_similarity: float
 def build_tracks(det_frames: np.ndarray, dets: list[np.ndarray], apps: list[np.ndarray],
                  cuts: np.ndarray, *, max_gap: int = 3, min_hits: int = 2,
                  min_appearance: float = 0.5, max_size_ratio: float = 1.6,
-                 relink_similarity: float = 0.8) -> list[Track]:
+                 relink_similarity: float = 0.8, identity=None) -> list[Track]:
   """Linking + bridging + pruning + re-linking (module docstring). Tracks are
-  numbered by first appearance; each holds its re-linked pieces."""
+  numbered by first appearance; each holds its re-linked pieces.
+  ``identity`` (an ``identity.IdentityLinker``): tracklets are split where
+  they change person and re-linked by face descriptors instead of colour."""
   det_frames = np.asarray(det_frames, np.int64)
   tracklets = link(det_frames, dets, apps, cuts, max_gap=max_gap,
                    min_appearance=min_appearance, max_size_ratio=max_size_ratio)
   shot = np.searchsorted(np.asarray(cuts), det_frames, side="right")
   shot_len = np.bincount(shot)
   tracklets = [t for t in tracklets if len(t.steps) >= min(min_hits, shot_len[shot[t.steps[0]]])]
+  if identity is not None:
+    tracklets = _split_people(tracklets, identity)
   pieces = [_bridge(t, det_frames) for t in tracklets]
   spans = [(int(p[0][0]), int(p[0][-1])) for p in pieces]
   descs = np.stack([t.mean_app for t in tracklets]) if tracklets else np.zeros((0, 1))
-  groups = relink(spans, descs, relink_similarity)
+  if identity is None:
+    groups = relink(spans, descs @ descs.T, relink_similarity)
+  else:
+    sim = identity.similarity([(t.steps, t.boxes) for t in tracklets])
+    groups = relink(spans, sim, -identity.distance)
+    for g in set(groups):
+      members = [k for k in range(len(groups)) if groups[k] == g]
+      if len(members) > 1:
+        identity.links.append(float(-sim[np.ix_(members, members)].min()))
 
   members_of = {}
   for k in sorted(range(len(groups)), key=lambda k: spans[k][0]):

@@ -172,12 +172,13 @@ def test_cli_skips_and_records_every_bad_input(mixed_inputs, tmp_path, capsys):
           "--annotations", f"test={root / 'test.json'}",
           "--annotations", f"val={root / 'val.json'}",
           "--video-root", str(root), "--data-dir", str(data_dir),
-          "--contact-sheets", str(sheets), "--workers", "2"]
+          "--contact-sheets", str(sheets), "--workers", "2",
+          "--front-end", "synthetic"]   # drawn faces: the synthetic front end (Haar)
   for k, v in SIZES.items():
     argv += [f"--{k.replace('_', '-')}", str(v)]
   assert build.main(argv) == 0
   printed = capsys.readouterr().out
-  config = "fecbench_t4_f32_s16"
+  config = "fecbench_t4_f32_s16_fe-synthetic"
   out_dir = data_dir / "facetrack" / config / "1.0.0"
 
   errors = [json.loads(line) for line in (out_dir / "errors.jsonl").read_text().splitlines()]
@@ -239,11 +240,12 @@ def test_beam_pipeline_builds_the_same_dataset(mixed_inputs, tmp_path):
   recs = json.loads((root / "train.json").read_text())
   ann.write_text(json.dumps(recs))
   argv = ["--annotations", str(ann), "--video-root", str(root),
-          "--data-dir", str(tmp_path / "tfds"), "--beam"]
+          "--data-dir", str(tmp_path / "tfds"), "--beam", "--front-end", "synthetic"]
   for k, v in SIZES.items():
     argv += [f"--{k.replace('_', '-')}", str(v)]
   assert build.main(argv) == 0
-  assert _read_ids(tmp_path / "tfds", "fecbench_t4_f32_s16", "train")[0] == sorted(good_train)
-  out_dir = tmp_path / "tfds" / "facetrack" / "fecbench_t4_f32_s16" / "1.0.0"
+  assert _read_ids(tmp_path / "tfds", "fecbench_t4_f32_s16_fe-synthetic", "train")[0] == sorted(
+      good_train)
+  out_dir = tmp_path / "tfds" / "facetrack" / "fecbench_t4_f32_s16_fe-synthetic" / "1.0.0"
   assert len((out_dir / "errors.jsonl").read_text().splitlines()) == len(bad)
   assert not list(out_dir.glob("clip_records*"))

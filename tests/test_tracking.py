@@ -110,7 +110,7 @@ def test_cut_splits_and_relinks_by_appearance():
 def test_relink_never_merges_people_seen_together():
   spans = [(0, 10), (5, 15), (20, 30)]
   apps = np.stack([_unit(0), _unit(0), _unit(0)])
-  groups = track.relink(spans, apps, 0.8)
+  groups = track.relink(spans, apps @ apps.T, 0.8)
   assert groups[0] != groups[1] and groups[2] in (groups[0], groups[1])
 
 

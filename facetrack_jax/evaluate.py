@@ -19,7 +19,11 @@ batch are dropped), detokenises and scores with
 * ``per_clip.jsonl`` — events and scores per clip;
 * ``per_event.json`` — per event kind: recall, recall in the right phase,
   the rate at which predictions name it, and the lift over that rate
-  (:mod:`facetrack_jax.metrics.event_breakdown`: ≈ 0 = named at chance);
+  (≈ 0 = named at chance);
+* ``per_attribute.json`` — per appearance attribute (gender, age, hair
+  colour / length, skin, glasses, beard): accuracy, the majority-class
+  prior, lift = accuracy − prior, how often predictions state it (both
+  from :mod:`facetrack_jax.metrics.breakdowns`);
 * ``report.md`` — the tables and a few predictions beside their references.
 
 Multi-host: every process runs the same command and captions its share of
@@ -205,7 +209,7 @@ def evaluate(config, workdir: str | os.PathLike, *, split: str = "test",
   a random-access record source to read instead of the TFDS split.
   """
   from facetrack_jax import report
-  from facetrack_jax.metrics.event_breakdown import event_breakdown
+  from facetrack_jax.metrics.breakdowns import write_breakdowns
   from facetrack_jax.tokenizer import Tokenizer
   t0 = time.perf_counter()
   mesh = sharding.make_mesh(tuple(config.mesh.shape))
@@ -241,11 +245,10 @@ def evaluate(config, workdir: str | os.PathLike, *, split: str = "test",
   with open(out_dir / "per_clip.jsonl", "w") as f:
     for i, clip in per_clip.items():
       f.write(json.dumps({"id": i, "source": sources.get(i, "unknown"), **clip}) + "\n")
-  per_event = event_breakdown({r["id"]: r["caption"] for r in rows},
-                              {r["id"]: r["reference"] for r in rows})
-  (out_dir / "per_event.json").write_text(json.dumps(per_event, indent=1) + "\n")
+  breakdowns = write_breakdowns({r["id"]: r["caption"] for r in rows},
+                                {r["id"]: r["reference"] for r in rows}, out_dir)
   examples = [dict(r, source=sources.get(r["id"], "unknown")) for r in rows[:num_examples]]
-  (out_dir / "report.md").write_text(report.eval_report(metrics, examples, per_event))
+  (out_dir / "report.md").write_text(report.eval_report(metrics, examples, breakdowns))
   return metrics
 
 
@@ -285,7 +288,7 @@ def main(argv) -> None:
             file=sys.stderr)
     print(format_table(metrics))
     print(f"wrote {out}/: predictions.json, references.json, metrics.json, per_clip.jsonl, "
-          "per_event.json, report.md")
+          "per_event.json, per_attribute.json, report.md")
 
 
 if __name__ == "__main__":

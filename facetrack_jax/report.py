@@ -2,7 +2,8 @@
 
 * :func:`eval_report` — one evaluation (``evaluate.py``): the paper's columns
   (CIDEr, ROUGE-L, AutoDQ, TEM as fractions), a per-source breakdown, the
-  clips without prediction, a few predictions beside their references.
+  clips without prediction, the per-event and per-attribute tables
+  (``metrics.breakdowns``), a few predictions beside their references.
 * :func:`demo_report` — the one-command demo (``main.py``): the above plus
   the loss curve, the data-prep summary (track-selection accuracy) and the
   time of every stage.
@@ -19,7 +20,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from facetrack_jax.metrics.event_breakdown import breakdown_table
+from facetrack_jax.metrics.breakdowns import breakdown_sections
 
 COLUMNS = ("CIDEr", "ROUGE-L", "AutoDQ", "TEM")
 
@@ -91,9 +92,9 @@ def _missing(metrics: Mapping) -> str:
 
 
 def eval_report(metrics: Mapping, examples: Sequence[Mapping],
-                per_event: Mapping | None = None) -> str:
+                breakdowns: Mapping | None = None) -> str:
   """``report.md`` of one evaluation (``evaluate.evaluate``'s metrics and,
-  if given, its ``event_breakdown``)."""
+  if given, its ``breakdowns.breakdowns``: per event, per attribute)."""
   m = metrics
   name = f"step {m['step']}"
   parts = [
@@ -105,9 +106,8 @@ def eval_report(metrics: Mapping, examples: Sequence[Mapping],
       "## Missing clips\n",
       _missing(m),
   ]
-  if per_event:
-    parts += ["## Per event (offline lexicon; lift = recall - predicted rate, 0 = chance)\n",
-              breakdown_table(per_event)]
+  if breakdowns:
+    parts.append(breakdown_sections(breakdowns))
   parts += ["## Generated captions beside references\n", examples_section(examples)]
   return "\n".join(parts)
 

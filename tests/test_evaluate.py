@@ -98,10 +98,13 @@ def test_cli_writes_predictions_metrics_report_and_drops_padding(run, tmp_path):
 
   per_event = json.loads((out / "per_event.json").read_text())
   assert per_event and all(0.0 <= r["recall"] <= 1.0 for r in per_event.values())
+  per_attribute = json.loads((out / "per_attribute.json").read_text())
+  assert per_attribute["gender"]["n_ref"] == len(ids) and 0.0 <= per_attribute["gender"]["accuracy"] <= 1.0
 
   report = (out / "report.md").read_text()
   assert "| CIDEr | ROUGE-L | AutoDQ | TEM |" in report
   assert "## Per event" in report and "| event |" in report
+  assert "## Per attribute" in report and "| gender |" in report
   assert ids[0] in report and MISSING_ID in report and preds[0]["caption"][:20] in report
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from data_prep.synthetic import captions, script
 from facetrack_jax.events import PHASE_PHRASES, PHASES
-from facetrack_jax.metrics.event_breakdown import breakdown_table, event_breakdown
+from facetrack_jax.metrics.breakdowns import event_breakdown, event_table
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def test_perfect_predictions_recall_everything(refs):
   for k, r in b.items():
     assert r["recall"] == 1.0 and r["recall_in_phase"] == 1.0, k
     assert r["n_pred"] == r["n_ref"] and r["lift"] == pytest.approx(1 - r["n_ref"] / len(refs))
-  assert "| event |" in breakdown_table(b)
+  assert "| event |" in event_table(b)
 
 
 def test_a_video_blind_model_has_zero_lift(refs):

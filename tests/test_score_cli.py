@@ -55,6 +55,14 @@ def test_cli_reports_missing_ids_and_writes_metrics(tmp_path, capsys):
   assert per_clip[1]["autodq_r"] == 1.0 and per_clip[1]["tem_r"] == 0.5
   assert per_clip[2]["autodq_r"] == per_clip[2]["tem_p"] == 0.0
   assert 0 < saved["tem"]["f1"] < saved["autodq"]["f1"] < 1
+  # The breakdowns over the 3 scored clips: genders man/woman/man all named right, the
+  # glasses of clip 2 missed (what always answering "no glasses" scores).
+  per_attribute = json.loads((out_dir / "per_attribute.json").read_text())
+  assert per_attribute["gender"]["accuracy"] == 1.0 and per_attribute["gender"]["lift"] == pytest.approx(1 / 3)
+  glasses = per_attribute["glasses"]
+  assert (glasses["n_ref"], glasses["majority"], glasses["lift"]) == (3, "no", pytest.approx(0.0))
+  assert json.loads((out_dir / "per_event.json").read_text())["brows_raise"]["recall"] == 1.0
+  assert "| attribute |" in printed.out and "| gender | 3 | 1.00 | man | 0.67 | +0.33 | 1.00 |" in printed.out
 
 
 def test_cli_runs_as_a_module(tmp_path):

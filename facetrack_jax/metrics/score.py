@@ -8,9 +8,12 @@ Both files are FEC-Bench style JSON lists ``[{"id": ..., "caption": ...}, ...]``
 (other keys ignored; ids compared as strings). Ids present on only one side
 are reported -- printed and listed in the output -- and the intersection is
 scored. Writes ``DIR/metrics.json`` (cider, rouge_l, autodq {precision,
-recall, f1}, tem {...}, n, judge, missing ids) and ``DIR/per_clip.jsonl``
-(events and scores per clip) and prints a one-line table. DIR defaults to
-the prediction file's folder. Metric definitions: ``caption_metrics``
+recall, f1}, tem {...}, n, judge, missing ids), ``DIR/per_clip.jsonl``
+(events and scores per clip), ``DIR/per_event.json`` and
+``DIR/per_attribute.json`` (``breakdowns``: per event kind and per
+appearance attribute, by the offline lexicon whatever the judge) and prints
+a one-line table and the two breakdown tables. DIR defaults to the
+prediction file's folder. Metric definitions: ``caption_metrics``
 (CIDEr-D, ROUGE-L), ``event_metrics`` (AutoDQ, TEM), ``judge`` (judges).
 
 ``--judge openai`` asks an OpenAI-compatible endpoint (``judge_openai``: the
@@ -30,6 +33,7 @@ import sys
 from collections.abc import Mapping
 
 from facetrack_jax.metrics import caption_metrics, event_metrics
+from facetrack_jax.metrics.breakdowns import breakdown_sections, write_breakdowns
 from facetrack_jax.metrics.judge import Judge, get_judge
 
 
@@ -147,8 +151,10 @@ def main(argv: list[str] | None = None) -> dict:
   with open(out / "per_clip.jsonl", "w") as f:
     for i, row in per_clip.items():
       f.write(json.dumps({"id": i, **row}) + "\n")
+  by_kind = write_breakdowns(preds, refs, out)   # over the ids both have
   print(format_table(metrics))
-  print(f"wrote {out / 'metrics.json'} and {out / 'per_clip.jsonl'}")
+  print(breakdown_sections(by_kind))
+  print(f"wrote {out}/: metrics.json, per_clip.jsonl, " + ", ".join(f"per_{k}.json" for k in by_kind))
   return metrics
 
 

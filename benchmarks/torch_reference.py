@@ -96,13 +96,19 @@ def lm_tensors(p: dict, cfg) -> dict[str, np.ndarray]:
     blk, hf = p["blocks"][n], f"model.layers.{n}"
     out[f"{hf}.input_layernorm.weight"] = blk["attn_norm"]["scale"]
     out[f"{hf}.post_attention_layernorm.weight"] = blk["mlp_norm"]["scale"]
-    for name, nh in (("q", h), ("k", kvh), ("v", kvh)):
-      out[f"{hf}.self_attn.{name}_proj.weight"] = blk["attn"][name]["kernel"].reshape(d, nh * dh).T
+    g = h // kvh      # fused qkv [D, KVH, G+2, Dh]: per kv head its G queries, k, v
+    parts = {"q": slice(0, g), "k": slice(g, g + 1), "v": slice(g + 1, g + 2)}
+    for name, part in parts.items():
+      w = np.asarray(blk["attn"]["qkv"]["kernel"])[:, :, part]
+      out[f"{hf}.self_attn.{name}_proj.weight"] = w.reshape(d, -1).T
       if cfg.qkv_bias:
-        out[f"{hf}.self_attn.{name}_proj.bias"] = blk["attn"][name]["bias"].reshape(nh * dh)
+        out[f"{hf}.self_attn.{name}_proj.bias"] = np.asarray(
+            blk["attn"]["qkv"]["bias"])[:, part].reshape(-1)
     out[f"{hf}.self_attn.o_proj.weight"] = blk["attn"]["o"]["kernel"].reshape(h * dh, d).T
-    for name in ("gate", "up", "down"):
-      out[f"{hf}.mlp.{name}_proj.weight"] = blk["mlp"][name]["kernel"].T
+    gate_up = np.asarray(blk["mlp"]["gate_up"]["kernel"])          # [D, 2, F]
+    out[f"{hf}.mlp.gate_proj.weight"] = gate_up[:, 0].T
+    out[f"{hf}.mlp.up_proj.weight"] = gate_up[:, 1].T
+    out[f"{hf}.mlp.down_proj.weight"] = blk["mlp"]["down"]["kernel"].T
   if not cfg.tie_embeddings:
     out["lm_head.weight"] = p["lm_head"]["kernel"].T
   return {k: _np(v) for k, v in out.items()}

@@ -51,6 +51,7 @@ RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     ("heads", "tensor"),         # query heads
     ("kv_heads", "tensor"),      # key/value heads (GQA)
     ("head_dim", None),
+    ("fused", None),             # the q/k/v (or gate/up) slot of a fused projection
     ("vocab", "tensor"),
     ("patch", None),             # conv patch kernel (h, w, c)
     ("positions", None),         # learned position embeddings / time embeddings

@@ -175,10 +175,12 @@ def test_generate_under_mesh_equals_unsharded(lm, weights, prompts):
   tokens, mask, _ = prompts
   mesh = sharding.make_mesh((2, 2, 2))
   sharded = materialize(lambda: LM(CFG, rngs=nnx.Rngs(0)), weights, mesh)
-  q = sharded.blocks[0].attn.q.kernel[...]
-  assert q.sharding.is_equivalent_to(
-      sharding.named_sharding(mesh, ("embed", "heads", "head_dim")), q.ndim)
-  assert len(q.addressable_shards) == 8 and q.addressable_shards[0].data.shape == (32, 2, 16)
+  qkv = sharded.blocks[0].attn.qkv.kernel[...]          # [D, KVH, G+2, Dh]
+  assert qkv.sharding.is_equivalent_to(
+      sharding.named_sharding(mesh, ("embed", "kv_heads", "fused", "head_dim")), qkv.ndim)
+  assert len(qkv.addressable_shards) == 8
+  assert qkv.addressable_shards[0].data.shape == (qkv.shape[0] // 2, qkv.shape[1] // 2,
+                                                  qkv.shape[2], qkv.shape[3])
   kw = dict(max_new_tokens=NEW, eos_id=-1)
   want_greedy = np.asarray(generate(lm, lm.embed(tokens), mask, **kw))
   want_sample = np.asarray(generate(lm, lm.embed(tokens), mask, rng=jax.random.key(0),

@@ -72,9 +72,9 @@ def test_logits_and_hidden_match_hf(tmp_path, kind, scan):
   lm = convert_llm.load_llm(path, cfg, scan_layers=scan)
   assert (lm.lm_head is None) == (kind == "llama")
   if scan:    # one stacked block: HF layer n is row n of every tensor
-    q = np.asarray(lm.blocks.attn.q.kernel[...])
+    qkv = np.asarray(lm.blocks.attn.qkv.kernel[...])              # [layers, D, KVH, G+2, Dh]
     w = model.model.layers[1].self_attn.q_proj.weight.detach().numpy()       # [H*Dh, D]
-    np.testing.assert_array_equal(q[1].reshape(64, -1), w.T)
+    np.testing.assert_array_equal(qkv[1][:, :, :2].reshape(64, -1), w.T)
 
   rng = np.random.default_rng(0)
   tokens = rng.integers(0, 256, (2, 12)).astype(np.int32)
@@ -100,10 +100,12 @@ def test_logits_and_hidden_match_hf(tmp_path, kind, scan):
 def test_bf16_checkpoint_loads(tmp_path):
   model, path = _save(tmp_path, "qwen2", dtype=torch.bfloat16)
   lm = convert_llm.load_llm(path, None, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16)
-  q = lm.blocks[1].attn.q.kernel[...]
-  assert q.dtype == jnp.bfloat16
+  qkv = lm.blocks[1].attn.qkv.kernel[...]              # [D, KVH=2, G+2=4, Dh]: G=2 queries, k, v
+  assert qkv.dtype == jnp.bfloat16
   w = model.model.layers[1].self_attn.q_proj.weight.detach().float().numpy()      # [H*Dh, D]
-  np.testing.assert_array_equal(np.asarray(q, np.float32).reshape(64, -1), w.T)
+  np.testing.assert_array_equal(np.asarray(qkv[:, :, :2], np.float32).reshape(64, -1), w.T)
+  wk = model.model.layers[1].self_attn.k_proj.weight.detach().float().numpy()     # [KVH*Dh, D]
+  np.testing.assert_array_equal(np.asarray(qkv[:, :, 2], np.float32).reshape(64, -1), wk.T)
   tokens = np.arange(10, dtype=np.int32)[None] * 7
   logits, _ = _forward(lm, tokens, np.arange(10, dtype=np.int32)[None], np.ones((1, 10), bool))
   ref_logits, _ = _hf_outputs(model, tokens)
@@ -167,10 +169,11 @@ def test_sharded_import_matches_unsharded(tmp_path):
 
   # Scanned: the stacked "layers" axis leads every block tensor, the rest shards as before.
   lm = convert_llm.load_llm(path, mesh=mesh, scan_layers=True)
-  q = lm.blocks.attn.q.kernel[...]
-  assert q.shape == (2, 64, 4, 16)
-  assert q.sharding.is_equivalent_to(NamedSharding(mesh, sharding.logical_to_spec(
-      ("layers", "embed", "heads", "head_dim"))), 4)
+  qkv = lm.blocks.attn.qkv.kernel[...]
+  assert qkv.shape == (2, 64, 2, 4, 16)
+  assert qkv.sharding.is_equivalent_to(NamedSharding(mesh, sharding.logical_to_spec(
+      ("layers", "embed", "kv_heads", "fused", "head_dim"))), 5)
+  assert qkv.sharding.spec[2] == "tensor"        # whole GQA groups per tensor shard
   with sharding.use_mesh(mesh):
     logits, _ = _forward(lm, tokens, pos, mask)
   np.testing.assert_allclose(np.asarray(logits), np.asarray(ref), atol=1e-5, rtol=0)

@@ -56,9 +56,9 @@ def _loss_and_grads(model, batch):
 
 def test_stacked_params_carry_the_layers_axis():
   _, scanned = _models()
-  q = scanned.lm.blocks.attn.q.kernel
-  assert q[...].shape == (3, 64, 4, 16)
-  assert q.get_metadata()["out_sharding"] == ("layers", "embed", "heads", "head_dim")
+  qkv = scanned.lm.blocks.attn.qkv.kernel
+  assert qkv[...].shape == (3, 64, 2, 4, 16)
+  assert qkv.get_metadata()["out_sharding"] == ("layers", "embed", "kv_heads", "fused", "head_dim")
   assert scanned.vit.blocks.mlp.fc1.kernel[...].shape == (2, 64, 128)
   assert layers.num_layers(scanned.lm.blocks) == 3
   assert ("layers", None) in sharding.RULES
@@ -106,9 +106,9 @@ def test_scanned_model_shards_on_a_mesh():
   mesh = sharding.make_mesh((2, 2, 2))
   with sharding.use_mesh(mesh):
     sharded = nnx.jit(lambda: FaceTrackMM(_cfg(True, "full"), rngs=nnx.Rngs(0)))()
-    kernel = sharded.lm.blocks.mlp.gate.kernel[...]
+    kernel = sharded.lm.blocks.mlp.gate_up.kernel[...]
     assert kernel.sharding.is_equivalent_to(
-        NamedSharding(mesh, sharding.logical_to_spec(("layers", "embed", "mlp"))), 3)
+        NamedSharding(mesh, sharding.logical_to_spec(("layers", "embed", "fused", "mlp"))), 4)
     nnx.update(sharded, jax.tree.map(lambda x, y: jax.device_put(x, y.sharding),
                                      nnx.state(scanned), nnx.state(sharded)))
     loss, _ = _loss_and_grads(sharded, batch)
@@ -127,9 +127,9 @@ def test_scanned_train_state_checkpoints_and_restores_on_another_mesh(tmp_path):
   other = train_step.make_setup(config, sharding.make_mesh((2, 2, 2)))
   restored = ckpt.restore(0, other.abstract_state)
   ckpt.close()
-  kernel = restored["params"]["lm"]["blocks"]["mlp"]["gate"]["kernel"]
-  assert kernel.shape == (2, 64, 128)
-  assert kernel.sharding == other.abstract_state["params"]["lm"]["blocks"]["mlp"]["gate"][
+  kernel = restored["params"]["lm"]["blocks"]["mlp"]["gate_up"]["kernel"]
+  assert kernel.shape == (2, 64, 2, 128)
+  assert kernel.sharding == other.abstract_state["params"]["lm"]["blocks"]["mlp"]["gate_up"][
       "kernel"].sharding
   for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(state)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -51,9 +51,10 @@ def _random_model(cfg, seed=0):
       weights[name] = rng.uniform(0.5, 1.5, shape)
     elif name.endswith(("bias", "embedding", "table", "no_face", "probe", "pos_embed")):
       weights[name] = rng.normal(0, 0.3 if name.endswith("bias") else 1.0, shape)
-    else:   # kernels: fan-in scaled (the fan-in is every axis but the last ones)
-      fan_in = np.prod(shape[:-1]) if len(shape) != 3 else (
-          shape[0] if ".q." in name or ".k." in name or ".v." in name else shape[0] * shape[1])
+    else:   # kernels: fan-in scaled (the fan-in: the axes the input contracts)
+      contracts_first = any(f".{p}." in name for p in ("q", "k", "v", "qkv", "gate_up"))
+      fan_in = (shape[0] if contracts_first else
+                shape[0] * shape[1] if len(shape) == 3 else np.prod(shape[:-1]))
       weights[name] = rng.normal(0, fan_in ** -0.5, shape)
   return materialize(lambda: FaceTrackMM(cfg, rngs=nnx.Rngs(0)), weights)
 

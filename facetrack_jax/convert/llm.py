@@ -7,11 +7,13 @@ Name and layout map (HF ``nn.Linear`` weights are ``[out, in]``):
 
     model.embed_tokens.weight [V, D]              -> embedding [V, D]
     model.layers.N.input_layernorm.weight         -> blocks.N.attn_norm.scale
-    model.layers.N.self_attn.q_proj.weight [H*Dh, D] -> blocks.N.attn.q.kernel [D, H, Dh]
-    model.layers.N.self_attn.q_proj.bias [H*Dh]   -> blocks.N.attn.q.bias [H, Dh]   (k, v alike, KVH heads)
+    model.layers.N.self_attn.{q,k,v}_proj.weight  -> blocks.N.attn.qkv.kernel [D, KVH, G+2, Dh]
+        q [H*Dh, D] -> [D, KVH, G, Dh] (G = H/KVH), k and v [KVH*Dh, D] -> [D, KVH, 1, Dh],
+        concatenated on the third axis (biases alike -> qkv.bias [KVH, G+2, Dh])
     model.layers.N.self_attn.o_proj.weight [D, H*Dh] -> blocks.N.attn.o.kernel [H, Dh, D]
     model.layers.N.post_attention_layernorm.weight -> blocks.N.mlp_norm.scale
-    model.layers.N.mlp.{gate,up,down}_proj.weight -> blocks.N.mlp.{gate,up,down}.kernel (transposed)
+    model.layers.N.mlp.{gate,up}_proj.weight [F, D] -> blocks.N.mlp.gate_up.kernel [D, 2, F]
+    model.layers.N.mlp.down_proj.weight [D, F]   -> blocks.N.mlp.down.kernel [F, D]
     model.norm.weight                             -> final_norm.scale
     lm_head.weight [V, D]                         -> lm_head.kernel [D, V]  (absent when tied)
 
@@ -74,15 +76,18 @@ def _hf_arrays(src: TensorSource, cfg) -> dict[str, np.ndarray]:
     hf, me = f"model.layers.{n}", f"blocks.{n}"
     out[f"{me}.attn_norm.scale"] = src.take(f"{hf}.input_layernorm.weight", (d,))
     out[f"{me}.mlp_norm.scale"] = src.take(f"{hf}.post_attention_layernorm.weight", (d,))
-    for name, nh in (("q", h), ("k", kvh), ("v", kvh)):
-      w = src.take(f"{hf}.self_attn.{name}_proj.weight", (nh * dh, d))
-      out[f"{me}.attn.{name}.kernel"] = w.T.reshape(d, nh, dh)
-      if cfg.qkv_bias:
-        out[f"{me}.attn.{name}.bias"] = src.take(
-            f"{hf}.self_attn.{name}_proj.bias", (nh * dh,)).reshape(nh, dh)
+    groups = (("q", h // kvh), ("k", 1), ("v", 1))     # per kv head: its G queries, k, v
+    w = [src.take(f"{hf}.self_attn.{n}_proj.weight", (kvh * g * dh, d)).T.reshape(d, kvh, g, dh)
+         for n, g in groups]
+    out[f"{me}.attn.qkv.kernel"] = np.concatenate(w, axis=2)
+    if cfg.qkv_bias:
+      out[f"{me}.attn.qkv.bias"] = np.concatenate(
+          [src.take(f"{hf}.self_attn.{n}_proj.bias", (kvh * g * dh,)).reshape(kvh, g, dh)
+           for n, g in groups], axis=1)
     out[f"{me}.attn.o.kernel"] = src.take(f"{hf}.self_attn.o_proj.weight", (d, h * dh)).T.reshape(h, dh, d)
-    for name, shape in (("gate", (f, d)), ("up", (f, d)), ("down", (d, f))):
-      out[f"{me}.mlp.{name}.kernel"] = src.take(f"{hf}.mlp.{name}_proj.weight", shape).T
+    out[f"{me}.mlp.gate_up.kernel"] = np.stack(
+        [src.take(f"{hf}.mlp.{n}_proj.weight", (f, d)).T for n in ("gate", "up")], axis=1)
+    out[f"{me}.mlp.down.kernel"] = src.take(f"{hf}.mlp.down_proj.weight", (d, f)).T
     src.skip(f"{hf}.self_attn.rotary_emb.inv_freq")   # a buffer older HF versions save
   out["final_norm.scale"] = src.take("model.norm.weight", (d,))
   if cfg.tie_embeddings:

@@ -152,15 +152,13 @@ class Attention(nnx.Module):
     self.num_heads, self.num_kv_heads, self.head_dim = h, kvh, dh
     self.dtype = dtype
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-    q_bias = ("heads", "head_dim") if cfg.qkv_bias else None
-    kv_bias = ("kv_heads", "head_dim") if cfg.qkv_bias else None
-    # "bld,dhk->blhk": project width D onto heads × head_dim.
-    self.q = Dense((d, h, dh), ("embed", "heads", "head_dim"), 1,
-                   bias_axes=q_bias, **kw)
-    self.k = Dense((d, kvh, dh), ("embed", "kv_heads", "head_dim"), 1,
-                   bias_axes=kv_bias, **kw)
-    self.v = Dense((d, kvh, dh), ("embed", "kv_heads", "head_dim"), 1,
-                   bias_axes=kv_bias, **kw)
+    # q, k and v in one matmul, "bld,dkgh->blkgh": per kv head k its G = H/KVH
+    # query heads, then its key, then its value (g = 0..G+1). Sharding the kv
+    # heads keeps each group whole on one device; query head k·G + g is HF's
+    # head j (which reads kv head j // G).
+    bias = ("kv_heads", "fused", "head_dim") if cfg.qkv_bias else None
+    self.qkv = Dense((d, kvh, h // kvh + 2, dh), ("embed", "kv_heads", "fused", "head_dim"), 1,
+                     bias_axes=bias, **kw)
     # "blhk,hkd->bld": heads × head_dim back to width, no bias.
     self.o = Dense((h, dh, d), ("heads", "head_dim", "embed"), 2, **kw)
 
@@ -172,9 +170,12 @@ class Attention(nnx.Module):
     with ``layer`` this block's row (scanned).
     Returns (float[B, L, D], the updated (k, v) or None)."""
     b, l, _ = x_bld.shape
-    q = sharding.constrain(rope(checkpoint_name(self.q(x_bld), layers.QKV), cos_sin), _ACT_Q)
-    k = sharding.constrain(rope(checkpoint_name(self.k(x_bld), layers.QKV), cos_sin), _ACT_KV)
-    v = sharding.constrain(checkpoint_name(self.v(x_bld), layers.QKV), _ACT_KV)
+    g = self.num_heads // self.num_kv_heads
+    qkv_blkgd = checkpoint_name(self.qkv(x_bld), layers.QKV)
+    q = qkv_blkgd[:, :, :, :g].reshape(b, l, self.num_heads, self.head_dim)
+    q = sharding.constrain(rope(q, cos_sin), _ACT_Q)
+    k = sharding.constrain(rope(qkv_blkgd[:, :, :, g], cos_sin), _ACT_KV)
+    v = sharding.constrain(qkv_blkgd[:, :, :, g + 1], _ACT_KV)
     k_bksd = sharding.constrain(k.transpose(0, 2, 1, 3), _CACHE)
     v_bksd = sharding.constrain(v.transpose(0, 2, 1, 3), _CACHE)
 
@@ -194,7 +195,6 @@ class Attention(nnx.Module):
         keys, values = (sharding.constrain(jax.lax.dynamic_index_in_dim(c, layer, keepdims=False),
                                            _CACHE) for c in (ck, cv))
 
-    g = self.num_heads // self.num_kv_heads
     q_blkgd = q.reshape(b, l, self.num_kv_heads, g, self.head_dim)
     # "blkgd,bksd->bkgls": scores of each query head against its kv head, fp32.
     scores = jnp.einsum("blkgd,bksd->bkgls", q_blkgd, keys.astype(self.dtype),
@@ -215,13 +215,13 @@ class MLP(nnx.Module):
   def __init__(self, cfg, *, dtype, param_dtype, rngs):
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     d, f = cfg.width, cfg.mlp_dim
-    # "bld,df->blf" (gate, up) and "blf,fd->bld" (down).
-    self.gate = Dense((d, f), ("embed", "mlp"), 1, **kw)
-    self.up = Dense((d, f), ("embed", "mlp"), 1, **kw)
+    # "bld,dsf->blsf": gate (s = 0) and up (s = 1) in one matmul; "blf,fd->bld": down.
+    self.gate_up = Dense((d, 2, f), ("embed", "fused", "mlp"), 1, **kw)
     self.down = Dense((f, d), ("mlp", "embed"), 1, **kw)
 
   def __call__(self, x_bld):
-    h_blf = jax.nn.silu(self.gate(x_bld)) * self.up(x_bld)
+    gate_up_bl2f = self.gate_up(x_bld)
+    h_blf = jax.nn.silu(gate_up_bl2f[:, :, 0]) * gate_up_bl2f[:, :, 1]
     h_blf = sharding.constrain(h_blf, ("batch", "length", "act_mlp"))
     return checkpoint_name(self.down(h_blf), layers.MLP_OUT)
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from flax import nnx, struct
-
 from jax.ad_checkpoint import checkpoint_name
 
 from facetrack_jax import sharding
@@ -76,7 +75,8 @@ class Dense(nnx.Module):
   each construction site), logically named axes. The matmul is
   :func:`~facetrack_jax.models.matmul.linear_dot_general` (fast weight
   gradient on CPU). The kernel is cast to the compute dtype while still
-  sharded, so FSDP all-gathers move bf16, not the fp32 master weights."""
+  sharded, so that a GPU/TPU compile can all-gather it in bf16 rather than
+  the fp32 master weights (XLA:CPU runs bf16 collectives in f32 regardless)."""
 
   def __init__(self, shape: tuple[int, ...], axes: tuple[str, ...],
                n_in: int, *, bias_axes: tuple[str, ...] | None = None,
@@ -152,7 +152,7 @@ class Attention(nnx.Module):
     self.num_heads, self.num_kv_heads, self.head_dim = h, kvh, dh
     self.dtype = dtype
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-    # q, k and v in one matmul, "bld,dkgh->blkgh": per kv head k its G = H/KVH
+    # q, k and v in one matmul, "bld,dkge->blkge": per kv head k its G = H/KVH
     # query heads, then its key, then its value (g = 0..G+1). Sharding the kv
     # heads keeps each group whole on one device; query head k·G + g is HF's
     # head j (which reads kv head j // G).

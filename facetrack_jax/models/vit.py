@@ -29,7 +29,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
-
 from jax.ad_checkpoint import checkpoint_name
 
 from facetrack_jax import sharding

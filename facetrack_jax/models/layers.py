@@ -8,7 +8,7 @@ Unrolled (``scan=False``): an ``nnx.List`` of ``depth`` blocks, parameters
 Scanned (``scan=True``): one block whose parameters are stacked on a leading
 axis of size ``depth`` with the logical name ``"layers"`` (``blocks.<name>``,
 ``float[depth, ...]``; ``sharding.RULES`` maps it), created by ``nnx.vmap``
-and applied by ``nnx.scan`` — XLA compiles one layer, the way MaxText and
+and applied by one ``lax.scan`` — XLA compiles one layer, the way MaxText and
 big_vision stack theirs. :func:`stack_layer_arrays` turns per-layer
 checkpoint tensors into the stacked layout (the importers use it).
 
@@ -136,24 +136,10 @@ def stack_layer_arrays(arrays: Mapping[str, np.ndarray], depth: int) -> dict[str
   return out
 
 
-def unstack_layer_params(params: Mapping[str, Any], depth: int) -> dict[str, Any]:
-  """Inverse of :func:`stack_layer_arrays` on a nested pure-dict of params:
-  ``{"blocks": {name: [depth, ...]}}`` -> ``{"blocks": {0: {...}, 1: ...}}``
-  (wherever a ``blocks`` key holds a stacked sub-tree)."""
-  out = {}
-  for k, v in params.items():
-    if k == "blocks" and isinstance(v, Mapping) and not _is_layer_list(v):
-      out[k] = {i: jax.tree.map(lambda x: x[i], dict(v)) for i in range(depth)}
-    elif isinstance(v, Mapping):
-      out[k] = unstack_layer_params(v, depth)
-    else:
-      out[k] = v
-  return out
-
-
 def stack_layer_params(params: Mapping[str, Any]) -> dict[str, Any]:
   """Nested pure-dict params of an unrolled stack -> the scanned layout
-  (``{"blocks": {0: t0, 1: t1, ...}}`` -> ``{"blocks": stack(t0, t1, ...)}``)."""
+  (``{"blocks": {0: t0, 1: t1, ...}}`` -> ``{"blocks": stack(t0, t1, ...)}``),
+  wherever a ``blocks`` key holds per-layer sub-trees."""
   out = {}
   for k, v in params.items():
     if k == "blocks" and isinstance(v, Mapping) and _is_layer_list(v):

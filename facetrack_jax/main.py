@@ -110,20 +110,27 @@ def demo_config(size_name: str):
   return config
 
 
+def load_python_file(path: str | os.PathLike, flag: str, functions: tuple[str, ...]):
+  """A config or sweep file as a module; a clear error naming ``flag`` if the
+  file is missing or defines one of ``functions`` not."""
+  import importlib.util
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise SystemExit(f"error: {flag} {path}: no such file")
+  spec = importlib.util.spec_from_file_location(f"{flag.strip('-')}_{path.stem}", path)
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  for fn in functions:
+    if not callable(getattr(mod, fn, None)):
+      raise SystemExit(f"error: {flag} {path}: the file defines no {fn}()")
+  return mod
+
+
 def config_from_file(path: str | os.PathLike, size_name: str):
   """``get_config(size_name)`` of a config file (``get_config()`` if it takes
   no argument)."""
-  import importlib.util
   import inspect
-  path = pathlib.Path(path)
-  if not path.is_file():
-    raise SystemExit(f"error: --config {path}: no such file")
-  spec = importlib.util.spec_from_file_location(f"config_{path.stem}", path)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  get = getattr(mod, "get_config", None)
-  if not callable(get):
-    raise SystemExit(f"error: --config {path}: the file defines no get_config()")
+  get = load_python_file(path, "--config", ("get_config",)).get_config
   return get(size_name) if inspect.signature(get).parameters else get()
 
 

@@ -2,7 +2,7 @@ r"""Sweeps: one file declares a grid of runs of the demo; run them here or on a 
 
     python -m facetrack_jax.sweep --sweep configs/sweeps/face_tokens.py --workdir W \
         [--data-dir D] [--size full|ci] [--parallel P] [--only NAME ...] \
-        [--print-commands | --prepare-only] [--config.x=y ...]
+        [--print-commands | --prepare-only | --report-only] [--config.x=y ...]
 
 A sweep file (``configs/sweeps/``, big_vision style) defines
 
@@ -24,8 +24,9 @@ finished run is skipped and an interrupted one resumes from its last
 checkpoint. A run is named by its overrides (``face_tokens=16,seed=2``:
 the last part of each key, the whole key where two keys share it).
 
-Here, runs go ``--parallel P`` at a time, each pinned to its share of this
-process's cores, with their output in ``W/<name>/sweep.log``; the synthetic
+Here (:mod:`facetrack_jax.sweep_local`), runs go ``--parallel P`` at a time,
+each pinned to its share of this process's cores, with their output in
+``W/<name>/sweep.log``; the synthetic
 data sets and tokenizers they need are built first, once. Killing the sweep
 sends its runs SIGTERM (they checkpoint and stop); run the same command to
 continue. A run that fails is recorded (``W/<name>/sweep_error.json``, its
@@ -37,8 +38,9 @@ finished run are gathered (:mod:`facetrack_jax.sweep_report`): ``W/sweep.json``,
 ``--print-commands`` prints one JSON line per run (``name``, ``workdir``,
 ``command``: a shell command line that runs as is, ``argv``) and exits, for a
 cluster launcher (README: a Slurm array); build the data first with
-``--prepare-only``. ``--config.x=y`` flags apply to every run (before the
-run's own overrides).
+``--prepare-only``, gather the results afterwards with ``--report-only``
+(runs nothing). ``--config.x=y`` flags apply to every run (before the run's
+own overrides).
 """
 
 from __future__ import annotations
@@ -51,10 +53,7 @@ import os
 import pathlib
 import re
 import shlex
-import signal
-import subprocess
 import sys
-import time
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SEED_KEYS = ("seed", "data.shuffle_seed")   # an axis of repeats: averaged over, not a point
@@ -119,17 +118,8 @@ class Run:
 
 def load_sweep_file(path: str | os.PathLike):
   """The sweep file as a module, with ``get_config`` and ``get_sweep`` checked."""
-  import importlib.util
-  path = pathlib.Path(path)
-  if not path.is_file():
-    raise SystemExit(f"error: --sweep {path}: no such file")
-  spec = importlib.util.spec_from_file_location(f"sweep_{path.stem}", path)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  for fn in ("get_config", "get_sweep"):
-    if not callable(getattr(mod, fn, None)):
-      raise SystemExit(f"error: --sweep {path}: the file defines no {fn}()")
-  return mod
+  from facetrack_jax import main as demo
+  return demo.load_python_file(path, "--sweep", ("get_config", "get_sweep"))
 
 
 def check_entries(entries, where: str) -> list[dict]:
@@ -226,118 +216,6 @@ def prepare(runs: list[Run], data_dir, size_name: str) -> None:
                          size.vocab_size)
 
 
-# -- running here ----------------------------------------------------------------------
-def core_groups(parallel: int, cores: list[int]) -> list[list[int] | None]:
-  """Each of ``parallel`` slots' cores: a contiguous share of ``cores``
-  (one core each, shared round robin, when there are fewer cores than slots;
-  ``[None]`` — no pinning — for one slot)."""
-  if parallel < 1:
-    raise ValueError(f"--parallel must be >= 1, got {parallel}")
-  if parallel == 1:
-    return [None]
-  if parallel > len(cores):
-    return [[cores[i % len(cores)]] for i in range(parallel)]
-  bounds = [round(i * len(cores) / parallel) for i in range(parallel + 1)]
-  return [cores[a:b] for a, b in zip(bounds, bounds[1:])]
-
-
-def _child_setup(cpus):
-  """preexec_fn: pin to ``cpus``; SIGTERM when the sweep dies (Linux)."""
-  import ctypes
-  try:
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-  except (OSError, AttributeError):
-    prctl = None
-
-  def setup():
-    if prctl is not None:
-      prctl(1, signal.SIGTERM)          # PR_SET_PDEATHSIG
-    if cpus:
-      os.sched_setaffinity(0, cpus)
-  return setup
-
-
-def _error_tail(log: pathlib.Path, n: int = 15) -> list[str]:
-  text = log.read_text(errors="replace") if log.exists() else ""
-  lines = [ln.rstrip() for ln in re.split(r"[\r\n]", text) if ln.strip()]
-  return lines[-n:]
-
-
-def execute(runs: list[Run], parallel: int, env: dict) -> dict[str, str]:
-  """Runs ``runs`` (none of them done), ``parallel`` at a time; returns
-  ``{name: "done" | "failed" | "stopped"}``."""
-  from tqdm import tqdm
-  cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-  groups = core_groups(parallel, cores or list(range(os.cpu_count() or 1)))
-  todo, active, outcome = list(runs), {}, {}
-  stopping = []
-  old = {s: signal.signal(s, lambda *_: stopping.append(1)) for s in (signal.SIGTERM,
-                                                                     signal.SIGINT)}
-  bar = tqdm(total=len(runs), desc="sweep", unit="run", dynamic_ncols=True)
-  try:
-    while todo or active:
-      if stopping:   # SIGTERM / Ctrl-C: the runs checkpoint and stop; a rerun resumes
-        for proc, *_ in active.values():
-          proc.send_signal(signal.SIGTERM)
-        for slot, (proc, r, _, f) in list(active.items()):
-          proc.wait()
-          f.close()
-          outcome[r.name] = "done" if r.done() else "stopped"
-        break
-      free = [s for s in range(len(groups)) if s not in active]
-      while todo and free:
-        r, slot = todo.pop(0), free.pop(0)
-        (r.workdir / "sweep_error.json").unlink(missing_ok=True)
-        r.workdir.mkdir(parents=True, exist_ok=True)
-        log = open(r.workdir / "sweep.log", "a")
-        log.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {r.command}\n")
-        log.flush()
-        proc = subprocess.Popen(r.argv, cwd=REPO, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, preexec_fn=_child_setup(groups[slot]))
-        active[slot] = (proc, r, time.perf_counter(), log)
-        bar.set_postfix_str(", ".join(a[1].name for a in active.values()), refresh=True)
-      time.sleep(0.5)
-      for slot, (proc, r, t0, log) in list(active.items()):
-        if proc.poll() is None:
-          continue
-        log.close()
-        del active[slot]
-        secs = time.perf_counter() - t0
-        if proc.returncode == 0 and r.done():
-          outcome[r.name] = "done"
-          bar.write(f"[done] {r.name} ({secs:.0f} s)")
-        elif proc.returncode == 0 and stopping:
-          outcome[r.name] = "stopped"
-        else:
-          tail = _error_tail(r.workdir / "sweep.log")
-          error = (f"exit status {proc.returncode}" if proc.returncode else
-                   "exit status 0 but no final evaluation (stopped by a signal?)")
-          (r.workdir / "sweep_error.json").write_text(json.dumps(
-              {"error": tail[-1] if tail else error, "returncode": proc.returncode,
-               "log_tail": tail, "log": str(r.workdir / "sweep.log"), "seconds": secs},
-              indent=1) + "\n")
-          outcome[r.name] = "failed"
-          bar.write(f"[failed] {r.name} ({error}): {tail[-1] if tail else ''}\n"
-                    f"  log: {r.workdir / 'sweep.log'}")
-        bar.update(1)
-  finally:
-    bar.close()
-    for s, h in old.items():
-      signal.signal(s, h)
-  return outcome
-
-
-def child_env(workdir: pathlib.Path) -> dict:
-  """The runs' environment: this one, unbuffered, and a persistent XLA
-  compilation cache in ``W/xla_cache`` (runs of one shape share compiled
-  steps) unless one is set."""
-  env = dict(os.environ, PYTHONUNBUFFERED="1")
-  if "JAX_COMPILATION_CACHE_DIR" not in env:
-    env["JAX_COMPILATION_CACHE_DIR"] = str(workdir / "xla_cache")
-    env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
-  return env
-
-
 # -- the command -----------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
   argv = sys.argv[1:] if argv is None else argv
@@ -356,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="print one JSON line per run (name, workdir, command) and exit")
   mode.add_argument("--prepare-only", action="store_true",
                     help="build the runs' data sets and tokenizers, then exit")
+  mode.add_argument("--report-only", action="store_true",
+                    help="gather the finished runs' results; run nothing")
   args = p.parse_args([a for a in argv if a not in cli_overrides])
   if args.parallel < 1:
     p.error(f"--parallel must be >= 1, got {args.parallel}")
@@ -374,15 +254,18 @@ def main(argv: list[str] | None = None) -> int:
       print(json.dumps({"name": r.name, "workdir": str(r.workdir), "command": r.command,
                         "argv": r.argv}))
     return 0
-  prepare(selected, args.data_dir, args.size)
-  if args.prepare_only:
-    return 0
-  pending = [r for r in selected if not r.done()]
-  for r in selected:
-    if r not in pending:
-      print(f"[skip] {r.name}: finished ({r.workdir})")
-  outcome = execute(pending, args.parallel, child_env(workdir)) if pending else {}
-  from facetrack_jax import sweep_report
+  pending = []
+  if not args.report_only:
+    prepare(selected, args.data_dir, args.size)
+    if args.prepare_only:
+      return 0
+    pending = [r for r in selected if not r.done()]
+    for r in selected:
+      if r.done():
+        print(f"[skip] {r.name}: finished ({r.workdir})")
+  from facetrack_jax import sweep_local, sweep_report
+  outcome = sweep_local.execute(pending, args.parallel, sweep_local.child_env(workdir)) \
+      if pending else {}
   sweep_report.write_all(workdir, runs, sweep_file=pathlib.Path(args.sweep).absolute(),
                          metric=getattr(mod, "METRIC", "tem"),
                          command="python -m facetrack_jax.sweep " + shlex.join(argv))

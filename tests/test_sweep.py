@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-from facetrack_jax import sweep  # noqa: E402  (light: no jax at import)
+from facetrack_jax import sweep, sweep_local  # light: no jax at import
 
 
 # -- the grid and the names ---------------------------------------------------------------
@@ -49,14 +49,14 @@ def test_grid_helpers_build_the_runs_and_names_follow_the_overrides():
 
 
 def test_parallel_runs_get_disjoint_shares_of_the_cores():
-  assert sweep.core_groups(1, [0, 1]) == [None]            # one run: all cores, no pinning
-  assert sweep.core_groups(2, [0, 1]) == [[0], [1]]
-  groups = sweep.core_groups(3, list(range(8)))
+  assert sweep_local.core_groups(1, [0, 1]) == [None]            # one run: all cores, no pinning
+  assert sweep_local.core_groups(2, [0, 1]) == [[0], [1]]
+  groups = sweep_local.core_groups(3, list(range(8)))
   assert sorted(c for g in groups for c in g) == list(range(8))
   assert sorted(len(g) for g in groups) == [2, 3, 3]
-  assert sweep.core_groups(4, [5, 7]) == [[5], [7], [5], [7]]   # more runs than cores
+  assert sweep_local.core_groups(4, [5, 7]) == [[5], [7], [5], [7]]   # more runs than cores
   with pytest.raises(ValueError, match="parallel"):
-    sweep.core_groups(0, [0])
+    sweep_local.core_groups(0, [0])
 
 
 @pytest.mark.parametrize("body, message", [
@@ -177,6 +177,9 @@ def tiny_sweep(tmp_path_factory, ci_demo_dirs):
     q = subprocess.run(["bash", "-c", line["command"]], env=shell_env, cwd="/",
                        capture_output=True, text=True, timeout=600)
     assert q.returncode == 0, q.stdout[-2000:] + q.stderr[-3000:]
+  a = subprocess.run(_sweep_argv(f, root / "A", data, "--report-only"), env=env, cwd=ROOT,
+                     capture_output=True, text=True, timeout=300)
+  assert a.returncode == 0, a.stdout[-2000:] + a.stderr[-3000:]
   # B: the whole sweep, killed (the sweep and its run, SIGKILL) in the middle of the
   # second run's training, then started again with two runs at a time.
   second = root / "B" / GOOD[1]
@@ -216,6 +219,11 @@ def test_printed_commands_run_as_is_in_a_shell(tiny_sweep):
   for line in lines:
     assert line["workdir"] == str(root / "A" / line["name"])
     assert (pathlib.Path(line["workdir"]) / "eval" / "20" / "metrics.json").exists()
+  # --report-only gathered A without running the rest.
+  status = {r["name"]: r["status"] for r in json.loads((root / "A" / "sweep.json").read_text())
+            ["runs"]}
+  assert status == {GOOD[0]: "pending", GOOD[1]: "done", "grad_accum=3": "pending"}
+  assert not (root / "A" / GOOD[0]).exists()
 
 
 def test_a_killed_sweep_started_again_ends_with_the_same_results(tiny_sweep):

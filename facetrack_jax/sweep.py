@@ -164,6 +164,7 @@ def run_names(entries: list[dict]) -> list[str]:
     leaf_of.setdefault(k.rsplit(".", 1)[-1], []).append(k)
   short = {k: (k.rsplit(".", 1)[-1] if len(leaf_of[k.rsplit(".", 1)[-1]]) == 1 else k)
            for k in keys}
+
   def text(v):
     return "_".join(map(str, v)) if isinstance(v, tuple) else _value_text(v)
   names = []
@@ -186,8 +187,13 @@ def plan(sweep_file, workdir, data_dir, size_name: str, cli_overrides: list[str]
   mod = load_sweep_file(sweep_file)
   entries = check_entries(mod.get_sweep(), str(sweep_file))
   workdir, data_dir = pathlib.Path(workdir).absolute(), pathlib.Path(data_dir).absolute()
+  names = run_names(entries)
+  twins = sorted({n for n in names if names.count(n) > 1})
+  if twins:
+    raise SystemExit(f"error: {sweep_file}: several runs would be named {twins} (values that "
+                     "differ only in characters a folder name cannot hold)")
   runs = []
-  for name, e in zip(run_names(entries), entries):
+  for name, e in zip(names, entries):
     flags = list(cli_overrides) + override_flags(e)
     try:
       config = demo.load_config(size_name, flags, data_dir, sweep_file)

@@ -66,6 +66,8 @@ def test_parallel_runs_get_disjoint_shares_of_the_cores():
     ("{cfg}def get_sweep():\n  return [{{'seed': 1}}, {{'seed': 1}}]\n", "same run"),
     ("{cfg}def get_sweep():\n  return [{{'model.no_such_field': 1}}]\n",
      "run no_such_field=1: error: bad --config override"),
+    ("{cfg}def get_sweep():\n  return [{{'data.name': 'a/b'}}, {{'data.name': 'a b'}}]\n",
+     "several runs would be named ['name=a_b']"),
 ])
 def test_bad_sweep_files_are_clear_errors(tmp_path, body, message):
   cfg = "def get_config(size='ci'):\n  return demo.demo_config(size)\n"

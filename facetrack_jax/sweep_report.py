@@ -126,11 +126,13 @@ def render(points: list[dict], records: list[dict], settings: dict, metric: str,
               "|---|" + "---:|" * len(points)]
     for e in events:
       lines.append(f"| {e} | " + " | ".join(_ms(p["lift"].get(e)) for p in points) + " |")
-  lines += ["", "## Runs", "", "| run | status | " + " | ".join(METRICS.values()) + " |",
-            "|---|---|" + "---:|" * len(METRICS)]
+  lines += ["", "## Runs", "", "| run | status | " + " | ".join(METRICS.values())
+            + " | train s (last invocation) |", "|---|---|" + "---:|" * (len(METRICS) + 1)]
   for r in records:
     cells = [("–" if r.get("metrics", {}).get(m) is None else f"{r['metrics'][m]:.3f}")
              for m in METRICS]
+    secs = r.get("train_seconds_last_invocation")
+    cells.append("–" if secs is None else f"{secs:.0f}")
     status = r["status"] + (f": {r['error']}" if r["status"] == "failed" else "")
     lines.append(f"| {r['name']} | {status.replace('|', '/')} | " + " | ".join(cells) + " |")
   lines += ["", "## Settings", ""] + [f"- {k}: `{v}`" for k, v in settings.items()]

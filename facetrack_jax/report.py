@@ -259,7 +259,7 @@ def plot_points(series: Mapping[str, Sequence[tuple]], out_png: str | os.PathLik
   pad = max(y1 - y0, 1e-3) * 0.1
   y0, y1 = y0 - pad, y1 + pad
   w, h = size
-  left, right, top, bottom = 70, 20, 36, 48
+  left, right, top, bottom = 70, 20, max(36, 16 + 16 * len(series)), 48   # legend above
   img = np.full((h, w, 3), 255, np.uint8)
   step = (w - left - right) / (len(xs) + 1)
   px = lambda x: int(left + step * (xs.index(x) + 1))
@@ -279,7 +279,7 @@ def plot_points(series: Mapping[str, Sequence[tuple]], out_png: str | os.PathLik
       for y in (m - sd, m + sd):
         cv2.line(img, (c - 4, py(y)), (c + 4, py(y)), colour, 1, cv2.LINE_AA)
       cv2.circle(img, (c, py(m)), 4, colour, -1, cv2.LINE_AA)
-    cv2.putText(img, label, (w - right - 200, top + 18 + 18 * i), font, 0.45, colour, 1,
+    cv2.putText(img, label, (w - right - 8 * len(label), 18 + 16 * i), font, 0.45, colour, 1,
                 cv2.LINE_AA)
   cv2.putText(img, title, (left, 24), font, 0.55, black, 1, cv2.LINE_AA)
   cv2.putText(img, x_label, (w // 2 - 4 * len(x_label), h - 10), font, 0.45, black, 1,

@@ -153,7 +153,7 @@ def plot(points: list[dict], out_png: pathlib.Path, metric: str) -> pathlib.Path
     x = p["values"][x_key] if x_key else "base"
     series.setdefault(label, []).append((x, *p[metric]))
   x_name = x_key.rsplit(".", 1)[-1] if x_key else "run"
-  return report.plot_points(series, out_png, title=f"{METRICS[metric]} (mean ± std over seeds)",
+  return report.plot_points(series, out_png, title=f"{METRICS[metric]}, mean +/- std over seeds",
                             x_label=x_name)
 
 

@@ -125,8 +125,7 @@ def main(argv=None) -> int:
                                       / "face_visibility.json"))
   a = p.parse_args(argv)
   from facetrack_jax import main as demo
-  size = demo.SIZES["full"]
-  config = demo.load_config(size, [], {"name": a.name, "data_dir": a.data_dir, "tokenizer": ""})
+  config = demo.demo_config("full")
   gt = pathlib.Path(a.ground_truth)
   t0 = time.perf_counter()
   x_tr, y_tr = load_split(a.name, a.data_dir, "train", gt)

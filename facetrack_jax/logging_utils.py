@@ -84,3 +84,80 @@ class MetricWriter:
     if self._tb is not None:
       self._tb.close()
       self._tb = None
+
+
+# -- HParams (the sweep) ---------------------------------------------------------------
+def _hparam_value(v):
+  """A scalar TensorBoard's HParams tab can show: bool, float or str."""
+  if isinstance(v, bool) or isinstance(v, str):
+    return v
+  if isinstance(v, (int, float)):
+    return float(v)
+  return str(v)
+
+
+def write_hparams(logdir: str | os.PathLike, sessions: list[dict],
+                  metric_tags: list[str]) -> None:
+  """TensorBoard HParams summaries of a sweep, so its runs compare in the
+  HParams tab: ``logdir`` gets the experiment (every hparam with the values
+  it takes, the metric tags), ``logdir/<name>`` one session per run (its
+  hparams, the metrics as scalars at its last step, success or failure).
+
+  ``sessions``: ``[{"name", "hparams": {key: value}, "metrics": {tag: float},
+  "step": int, "failed": bool}]``; values of other types are written as str.
+  """
+  from google.protobuf import struct_pb2
+  from tensorboardX.proto import api_pb2, plugin_hparams_pb2
+  from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
+
+  def summary(tag: str, **data) -> Summary:
+    content = plugin_hparams_pb2.HParamsPluginData(version=0, **data)
+    meta = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(
+        plugin_name="hparams", content=content.SerializeToString()))
+    return Summary(value=[Summary.Value(tag=tag, metadata=meta)])
+
+  values: dict[str, list] = {}
+  for s in sessions:
+    for k, v in s["hparams"].items():
+      v = _hparam_value(v)
+      if v not in values.setdefault(k, []):
+        values[k].append(v)
+  infos = []
+  for k, vs in values.items():
+    kinds = {type(v) for v in vs}
+    if kinds == {bool}:
+      kind = "DATA_TYPE_BOOL"
+    elif kinds == {float}:
+      kind = "DATA_TYPE_FLOAT64"
+    else:  # mixed: all as strings
+      kind, vs = "DATA_TYPE_STRING", [str(v) for v in vs]
+      for s in sessions:
+        if k in s["hparams"]:
+          s["hparams"][k] = str(_hparam_value(s["hparams"][k]))
+    domain = struct_pb2.ListValue()
+    domain.extend(sorted(set(vs)))
+    infos.append(api_pb2.HParamInfo(name=k, type=api_pb2.DataType.Value(kind),
+                                    domain_discrete=domain))
+  experiment = api_pb2.Experiment(
+      hparam_infos=infos,
+      metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=t)) for t in metric_tags])
+  with _summary_writer(str(logdir)) as w:
+    w.file_writer.add_summary(summary("_hparams_/experiment", experiment=experiment))
+  for s in sessions:
+    start = plugin_hparams_pb2.SessionStartInfo()
+    for k, v in s["hparams"].items():
+      v = _hparam_value(v)
+      if isinstance(v, bool):
+        start.hparams[k].bool_value = v
+      elif isinstance(v, float):
+        start.hparams[k].number_value = v
+      else:
+        start.hparams[k].string_value = v
+    status = "STATUS_FAILURE" if s.get("failed") else "STATUS_SUCCESS"
+    with _summary_writer(str(pathlib.Path(logdir) / s["name"])) as w:
+      w.file_writer.add_summary(summary("_hparams_/session_start_info",
+                                        session_start_info=start))
+      for tag, v in s.get("metrics", {}).items():
+        w.add_scalar(tag, float(v), int(s.get("step", 0)))
+      w.file_writer.add_summary(summary("_hparams_/session_end_info", session_end_info=(
+          plugin_hparams_pb2.SessionEndInfo(status=api_pb2.Status.Value(status)))))

@@ -1,7 +1,7 @@
 r"""The one-command demo: synthetic data -> TFDS -> tokenizer -> train -> evaluate -> report.
 
     python -m facetrack_jax.main [--workdir runs/demo] [--data-dir data] \
-        [--size full|ci] [--config.train.num_steps=500 ...]
+        [--size full|ci] [--config FILE] [--config.train.num_steps=500 ...]
 
 On a fresh machine, in order (each stage is skipped when its output exists,
 so a second run resumes where the first stopped):
@@ -11,7 +11,8 @@ so a second run resumes where the first stopped):
    decode / detect / track / crop path (``data_prep.builder``);
 2. tokenizer: a BPE SentencePiece model trained on the training captions;
 3. train: ``configs/tiny_synthetic.py`` with the size's settings (resumes
-   from the latest checkpoint in ``<workdir>/checkpoints``);
+   from the latest checkpoint in ``<workdir>/checkpoints``; a SIGTERM saves
+   and stops the command there, exit 0 — run it again to continue);
 4. evaluate: greedy captions of the held-out clips, CIDEr / ROUGE-L / AutoDQ /
    TEM (``facetrack_jax.evaluate``; ``<workdir>/eval/<step>/``);
 5. report: ``<workdir>/report.md`` with the metrics, generated captions beside
@@ -21,7 +22,11 @@ so a second run resumes where the first stopped):
 ``--size ci`` (or ``FACETRACK_DEMO_SIZE=ci``) runs a reduced version (a few
 clips of 4 small frames, a tiny model, a few steps) in a couple of minutes:
 it proves the pipeline, not the model. ``--config.*`` flags override the
-training config after the size's settings.
+training config after the size's settings. ``--config FILE`` takes the whole
+training config from FILE's ``get_config(size)`` instead (a sweep file,
+``configs/sweeps/``, whose ``get_config`` starts from :func:`demo_config`).
+The synthetic set is built at the config's ``model.{num_frames, frame_size,
+face_size}``, so ``--config.model.face_size=48`` gets 48-px crops.
 """
 
 from __future__ import annotations
@@ -41,13 +46,11 @@ CONFIG_FILE = REPO / "configs" / "tiny_synthetic.py"
 
 @dataclasses.dataclass(frozen=True)
 class Size:
-  """One demo size: the data set to build, the tokenizer and config overrides."""
+  """One demo size: the data set to build, the tokenizer and config overrides
+  (the clips' frame count and sizes follow ``config.model``)."""
   num_train: int
   num_test: int
   vocab_size: int                  # tokenizer pieces (= model.lm.vocab_size)
-  num_frames: int = 8
-  frame_size: int = 64
-  face_size: int = 32
   overrides: dict = dataclasses.field(default_factory=dict)   # dotted config keys
 
 
@@ -68,8 +71,7 @@ SIZES = {
         **_FULL_MODEL, "data.max_len": 200, "data.batch_size": 32,
         "train.num_steps": 1000, "train.learning_rate": 1e-3, "train.warmup_steps": 50,
         "train.checkpoint_every": 100, "train.log_every": 5}),
-    "ci": Size(num_train=24, num_test=6, vocab_size=384, num_frames=4, frame_size=32,
-               face_size=16, overrides={
+    "ci": Size(num_train=24, num_test=6, vocab_size=384, overrides={
                    "model.num_frames": 4, "model.frame_size": 32, "model.face_size": 16,
                    "model.vit.image_size": 32, "model.face_vit.image_size": 16,
                    "model.lm.vocab_size": 384, "data.max_len": 160, "data.batch_size": 8,
@@ -93,50 +95,95 @@ def _set(config, dotted: str, value) -> None:
   node[leaf] = value
 
 
-def load_config(size: Size, cli_overrides: list[str], data: dict):
-  """``configs/tiny_synthetic.py`` + the size's settings + the data paths, then
-  the user's ``--config.x=y`` flags (which win)."""
+def _size(size_name: str) -> Size:
+  if size_name not in SIZES:
+    raise SystemExit(f"error: --size must be one of {sorted(SIZES)}, got {size_name!r}")
+  return SIZES[size_name]
+
+
+def demo_config(size_name: str):
+  """The demo's training config of a size: ``configs/tiny_synthetic.py`` plus
+  the size's settings (data paths still unset)."""
+  config = config_from_file(CONFIG_FILE, size_name)
+  for key, value in _size(size_name).overrides.items():
+    _set(config, key, value)
+  return config
+
+
+def load_python_file(path: str | os.PathLike, flag: str, functions: tuple[str, ...]):
+  """A config or sweep file as a module; a clear error naming ``flag`` if the
+  file is missing or defines one of ``functions`` not."""
+  import importlib.util
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise SystemExit(f"error: {flag} {path}: no such file")
+  spec = importlib.util.spec_from_file_location(f"{flag.strip('-')}_{path.stem}", path)
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  for fn in functions:
+    if not callable(getattr(mod, fn, None)):
+      raise SystemExit(f"error: {flag} {path}: the file defines no {fn}()")
+  return mod
+
+
+def config_from_file(path: str | os.PathLike, size_name: str):
+  """``get_config(size_name)`` of a config file (``get_config()`` if it takes
+  no argument)."""
+  import inspect
+  get = load_python_file(path, "--config", ("get_config",)).get_config
+  return get(size_name) if inspect.signature(get).parameters else get()
+
+
+def load_config(size_name: str, cli_overrides: list[str], data_dir: str | os.PathLike,
+                config_file: str | os.PathLike | None = None):
+  """The training config of one demo run: :func:`demo_config` (or
+  ``config_file``'s), the user's ``--config.x=y`` flags, then the data paths
+  of the synthetic set those settings need (unless the flags set them)."""
   from absl import flags
   from ml_collections import config_flags
-  argv = ["main", f"--config={CONFIG_FILE}", *cli_overrides]
+  size = _size(size_name)
+  base = demo_config(size_name) if config_file is None else config_from_file(
+      config_file, size_name)
+  argv = ["main", *cli_overrides]
   fv = flags.FlagValues()
-  config_flags.DEFINE_config_file("config", str(CONFIG_FILE), "training config", flag_values=fv,
-                                  lock_config=False, sys_argv=argv)
-  try:
+  try:   # an unknown key fails when the flag is defined, a bad value when parsed
+    config_flags.DEFINE_config_dict("config", base, "training config", flag_values=fv,
+                                    lock_config=False, sys_argv=argv)
     fv(argv)
-  except flags.Error as e:
+  except (flags.Error, AttributeError, KeyError, ValueError, TypeError) as e:
     raise SystemExit(f"error: bad --config override: {e}") from None
-  config = fv.config
+  config = fv.config.copy_and_resolve_references()   # references (sweep files) -> values
   user = set(config_flags.get_override_values(fv["config"]))
-  presets = {**size.overrides, "data.name": data["name"], "data.data_dir": data["data_dir"],
-             "data.tokenizer": data["tokenizer"]}
-  for key, value in presets.items():
+  data = data_paths(pathlib.Path(data_dir).absolute(), size, config.model)
+  for key, value in {"data.name": data["name"], "data.data_dir": data["data_dir"],
+                     "data.tokenizer": data["tokenizer"]}.items():
     if key not in user:
       _set(config, key, value)
   return config
 
 
 # -- stages ----------------------------------------------------------------------------
-def dataset_config(size: Size):
-  """The ``facetrack`` TFDS builder config of this size's synthetic set."""
+def dataset_config(size: Size, model_cfg):
+  """The ``facetrack`` TFDS builder config of this size's synthetic set, at
+  the model's frame count and image sizes."""
   from data_prep import builder as builder_lib
   return builder_lib.make_config("synthetic", num_train=size.num_train,
-                                 num_test=size.num_test, num_frames=size.num_frames,
-                                 frame_size=size.frame_size, face_size=size.face_size)
+                                 num_test=size.num_test, num_frames=model_cfg.num_frames,
+                                 frame_size=model_cfg.frame_size, face_size=model_cfg.face_size)
 
 
-def data_paths(data_dir: pathlib.Path, size: Size) -> dict:
+def data_paths(data_dir: pathlib.Path, size: Size, model_cfg) -> dict:
   """TFDS name, data_dir and tokenizer path of this size's data."""
-  name = dataset_config(size).name
+  name = dataset_config(size, model_cfg).name
   return {"name": f"facetrack/{name}", "data_dir": str(data_dir / "tfds"),
           "tokenizer": str(data_dir / f"tokenizer_{name}_bpe{size.vocab_size}.model")}
 
 
-def stage_data(data_dir: pathlib.Path, size: Size, workers: int) -> dict:
+def stage_data(data_dir: pathlib.Path, size: Size, model_cfg, workers: int) -> dict:
   """Builds (or finds) the synthetic TFDS set; returns its build summary."""
   import tensorflow_datasets as tfds
   from data_prep import builder as builder_lib
-  cfg = dataset_config(size)
+  cfg = dataset_config(size, model_cfg)
   b = builder_lib.Facetrack(config=cfg, data_dir=str(data_dir / "tfds"), workers=workers)
   summary_file = pathlib.Path(b.data_path) / builder_lib.SUMMARY_FILE
   if (pathlib.Path(b.data_path) / "dataset_info.json").exists():
@@ -216,13 +263,13 @@ def stage_eval(config, workdir: pathlib.Path) -> dict:
 
 # -- the command -----------------------------------------------------------------------------
 def run(workdir: str | os.PathLike, data_dir: str | os.PathLike, size_name: str = "full",
-        cli_overrides: list[str] = (), workers: int | None = None) -> dict:
-  """Runs every stage; returns ``{"metrics", "report", "stages"}``."""
+        cli_overrides: list[str] = (), workers: int | None = None,
+        config_file: str | os.PathLike | None = None) -> dict:
+  """Runs every stage; returns ``{"metrics", "report", "stages"}`` (only
+  ``{"preempted": True, "step"}`` when a SIGTERM stopped the training)."""
   from absl import logging
   logging.set_verbosity(logging.WARNING)   # orbax / tfds INFO lines would bury the bars
-  if size_name not in SIZES:
-    raise SystemExit(f"error: --size must be one of {sorted(SIZES)}, got {size_name!r}")
-  size = SIZES[size_name]
+  size = _size(size_name)
   workdir, data_dir = pathlib.Path(workdir).absolute(), pathlib.Path(data_dir).absolute()
   workers = workers or min(4, os.cpu_count() or 1)
   stages: dict[str, float] = {}
@@ -232,16 +279,16 @@ def run(workdir: str | os.PathLike, data_dir: str | os.PathLike, size_name: str 
     print(f"[{i}/5] {what}", flush=True)
     return time.perf_counter()
 
-  data = data_paths(data_dir, size)
-  config = load_config(size, list(cli_overrides), data)   # bad overrides fail here, early
+  # Bad overrides fail here, early.
+  config = load_config(size_name, list(cli_overrides), data_dir, config_file)
   check_workdir(workdir, config)
   t = begin(1, f"data: synthetic clips ({size.num_train} train + {size.num_test} test) -> "
-               f"{data['name']}")
-  build_summary = stage_data(data_dir, size, workers)
+               f"{config.data.name}")
+  build_summary = stage_data(data_dir, size, config.model, workers)
   stages["data (generate + build)"] = time.perf_counter() - t
 
   t = begin(2, "tokenizer")
-  stage_tokenizer(config.data, pathlib.Path(data["tokenizer"]), size.vocab_size)
+  stage_tokenizer(config.data, pathlib.Path(config.data.tokenizer), size.vocab_size)
   stages["tokenizer"] = time.perf_counter() - t
 
   (workdir / "config.json").write_text(config.to_json(indent=1) + "\n")
@@ -249,6 +296,10 @@ def run(workdir: str | os.PathLike, data_dir: str | os.PathLike, size_name: str 
                f"-> {workdir / 'checkpoints'}")
   train_out = stage_train(config, workdir)
   stages["train"] = time.perf_counter() - t
+  if train_out.get("preempted"):
+    print(f"SIGTERM: stopped at step {train_out['step']} (checkpoint saved); run the same "
+          "command again to resume", flush=True)
+    return {"preempted": True, "step": train_out["step"]}
 
   t = begin(4, "evaluate on the held-out test clips")
   metrics = stage_eval(config, workdir)
@@ -304,9 +355,12 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument("--size", default=os.environ.get("FACETRACK_DEMO_SIZE", "full"),
                  choices=sorted(SIZES), help="full (default) or ci (env FACETRACK_DEMO_SIZE)")
   p.add_argument("--workers", type=int, default=None, help="data-prep processes")
+  p.add_argument("--config", default=None, metavar="FILE",
+                 help="training config file with get_config(size) (default: the demo's, "
+                      "configs/tiny_synthetic.py with the size's settings)")
   args = p.parse_args(rest)
   workdir = args.workdir or ("runs/demo" if args.size == "full" else f"runs/demo-{args.size}")
-  run(workdir, args.data_dir, args.size, cli_overrides, args.workers)
+  run(workdir, args.data_dir, args.size, cli_overrides, args.workers, args.config)
   return 0
 
 

@@ -7,8 +7,9 @@
 * :func:`demo_report` — the one-command demo (``main.py``): the above plus
   the loss curve, the data-prep summary (track-selection accuracy) and the
   time of every stage.
-* :func:`plot_curve` — a training curve from ``metrics.jsonl`` drawn with
-  OpenCV (already a dependency; no plotting library needed).
+* :func:`plot_curve` — a training curve from ``metrics.jsonl``, and
+  :func:`plot_points` — means ± std against a swept value (sweeps); drawn
+  with OpenCV (already a dependency; no plotting library needed).
 """
 
 from __future__ import annotations
@@ -186,7 +187,7 @@ def plot_curve(records: Sequence[Mapping], out_png: str | os.PathLike, *, key: s
     y0, y1 = y0 - 0.5, y1 + 0.5
   px = lambda s: int(left + (s - x0) / (x1 - x0) * (w - left - right))
   py = lambda y: int(top + (y1 - y) / (y1 - y0) * (h - top - bottom))
-  font, grey, black = cv2.FONT_HERSHEY_SIMPLEX, (200, 200, 200), (0, 0, 0)
+  font, black = cv2.FONT_HERSHEY_SIMPLEX, (0, 0, 0)
   # Grid and tick labels.
   if log:  # ticks at 1-2-5 x 10^k, or linear ticks of the values for a narrow range
     vticks = [m * 10.0 ** k for k in range(math.floor(y0), math.ceil(y1) + 1) for m in (1, 2, 5)]
@@ -196,14 +197,9 @@ def plot_curve(records: Sequence[Mapping], out_png: str | os.PathLike, *, key: s
     yticks = [(math.log10(v), f"{v:.3g}") for v in vticks]
   else:
     yticks = [(y, f"{y:.3g}") for y in _nice_ticks(y0, y1)]
-  for y, label in yticks:
-    if y0 - 1e-9 <= y <= y1 + 1e-9:
-      cv2.line(img, (left, py(y)), (w - right, py(y)), grey, 1)
-      cv2.putText(img, label, (4, py(y) + 4), font, 0.4, black, 1, cv2.LINE_AA)
-  for s in _nice_ticks(x0, x1):
-    cv2.line(img, (px(s), top), (px(s), h - bottom), grey, 1)
-    cv2.putText(img, f"{s:g}", (px(s) - 12, h - bottom + 16), font, 0.4, black, 1, cv2.LINE_AA)
-  cv2.rectangle(img, (left, top), (w - right, h - bottom), black, 1)
+  xticks = [(px(s), f"{s:g}") for s in _nice_ticks(x0, x1)]
+  _grid(img, [(py(y), label) for y, label in yticks if y0 - 1e-9 <= y <= y1 + 1e-9],
+        xticks, (left, right, top, bottom))
   # Curves (OpenCV draws BGR).
   raw = np.stack([[px(s), py(y)] for s, y in zip(steps, ys)]).astype(np.int32)
   smooth = np.stack([[px(s), py(y)] for s, y in zip(steps, ema)]).astype(np.int32)
@@ -212,8 +208,80 @@ def plot_curve(records: Sequence[Mapping], out_png: str | os.PathLike, *, key: s
   cv2.putText(img, title + (" (log scale)" if log else ""), (left, 24), font, 0.55, black, 1,
               cv2.LINE_AA)
   cv2.putText(img, "step", (w // 2, h - 10), font, 0.45, black, 1, cv2.LINE_AA)
+  return _write_png(img, out_png, "plot_curve")
+
+
+def _grid(img, yticks, xticks, margins) -> None:
+  """Grey grid lines with labels at pixel rows ``yticks`` / columns
+  ``xticks`` (``[(pixel, label)]``) and the plot's frame."""
+  import cv2
+  h, w = img.shape[:2]
+  left, right, top, bottom = margins
+  font, grey, black = cv2.FONT_HERSHEY_SIMPLEX, (200, 200, 200), (0, 0, 0)
+  for y, label in yticks:
+    cv2.line(img, (left, y), (w - right, y), grey, 1)
+    cv2.putText(img, label, (4, y + 4), font, 0.4, black, 1, cv2.LINE_AA)
+  for x, label in xticks:
+    cv2.line(img, (x, top), (x, h - bottom), grey, 1)
+    cv2.putText(img, label, (x - 4 * len(label), h - bottom + 16), font, 0.4, black, 1,
+                cv2.LINE_AA)
+  cv2.rectangle(img, (left, top), (w - right, h - bottom), black, 1)
+
+
+def _write_png(img, out_png, what: str) -> pathlib.Path:
+  import cv2
   out = pathlib.Path(out_png)
   out.parent.mkdir(parents=True, exist_ok=True)
   if not cv2.imwrite(str(out), img):
-    raise OSError(f"plot_curve: could not write {out}")
+    raise OSError(f"{what}: could not write {out}")
   return out
+
+
+# -- points with error bars (sweeps) -----------------------------------------------------
+_COLOURS = ((160, 70, 20), (30, 120, 230), (40, 160, 40), (40, 40, 200), (150, 60, 150),
+            (20, 150, 170))   # BGR
+
+
+def plot_points(series: Mapping[str, Sequence[tuple]], out_png: str | os.PathLike, *,
+                title: str, x_label: str, size: tuple[int, int] = (720, 420)) -> pathlib.Path:
+  """A PNG of ``{label: [(x, mean, std), ...]}``: each series' means joined by
+  a line, ± std as error bars. The x values are categories, evenly spaced in
+  sorted order (numbers by value), so 0, 1, 4, 16 read apart."""
+  import cv2
+  pts = [(x, m, sd) for v in series.values() for x, m, sd in v]
+  if not pts:
+    raise ValueError("plot_points: no points")
+  if not all(math.isfinite(m) and math.isfinite(sd) for _, m, sd in pts):
+    raise ValueError("plot_points: means and stds must be finite")
+  numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x, _, _ in pts)
+  xs = sorted({x for x, _, _ in pts}, key=(lambda x: x) if numeric else str)
+  y0, y1 = min(m - sd for _, m, sd in pts), max(m + sd for _, m, sd in pts)
+  pad = max(y1 - y0, 1e-3) * 0.1
+  y0, y1 = y0 - pad, y1 + pad
+  w, h = size
+  left, right, top, bottom = 70, 20, max(36, 16 + 16 * len(series)), 48   # legend above
+  img = np.full((h, w, 3), 255, np.uint8)
+  step = (w - left - right) / (len(xs) + 1)
+  px = lambda x: int(left + step * (xs.index(x) + 1))
+  py = lambda y: int(top + (y1 - y) / (y1 - y0) * (h - top - bottom))
+  _grid(img, [(py(y), f"{y:.3g}") for y in _nice_ticks(y0, y1) if y0 <= y <= y1],
+        [(px(x), f"{x:g}" if numeric else str(x)) for x in xs], (left, right, top, bottom))
+  font, black = cv2.FONT_HERSHEY_SIMPLEX, (0, 0, 0)
+  for i, (label, vals) in enumerate(series.items()):
+    colour = _COLOURS[i % len(_COLOURS)]
+    vals = sorted(vals, key=lambda v: xs.index(v[0]))
+    line = np.array([[px(x), py(m)] for x, m, _ in vals], np.int32)
+    if len(line) > 1:
+      cv2.polylines(img, [line], False, colour, 2, cv2.LINE_AA)
+    for x, m, sd in vals:
+      c = px(x) + 3 * i   # series side by side where they share an x
+      cv2.line(img, (c, py(m - sd)), (c, py(m + sd)), colour, 1, cv2.LINE_AA)
+      for y in (m - sd, m + sd):
+        cv2.line(img, (c - 4, py(y)), (c + 4, py(y)), colour, 1, cv2.LINE_AA)
+      cv2.circle(img, (c, py(m)), 4, colour, -1, cv2.LINE_AA)
+    cv2.putText(img, label, (w - right - 8 * len(label), 18 + 16 * i), font, 0.45, colour, 1,
+                cv2.LINE_AA)
+  cv2.putText(img, title, (left, 24), font, 0.55, black, 1, cv2.LINE_AA)
+  cv2.putText(img, x_label, (w // 2 - 4 * len(x_label), h - 10), font, 0.45, black, 1,
+              cv2.LINE_AA)
+  return _write_png(img, out_png, "plot_points")

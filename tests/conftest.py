@@ -13,3 +13,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(ROOT))
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def ci_demo_dirs(tmp_path_factory):
+  """``(data_dir, xla_cache)`` shared by the tests that run the demo at CI size
+  (``facetrack_jax.main``, ``facetrack_jax.sweep``): the synthetic set and its
+  tokenizer are built once, and the compiled steps are reused."""
+  root = tmp_path_factory.mktemp("ci_demo")
+  return root / "data", root / "xla_cache"

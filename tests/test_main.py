@@ -26,9 +26,9 @@ def _main(workdir, data_dir, cache, *extra, timeout=900):
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
+def demo(tmp_path_factory, ci_demo_dirs):
   root = tmp_path_factory.mktemp("demo")
-  w, d, cache = root / "run", root / "data", root / "xla_cache"
+  (d, cache), w = ci_demo_dirs, root / "run"
   first = _main(w, d, cache, "--config.train.num_steps=6")    # stops early ...
   second = _main(w, d, cache)                                  # ... the default resumes
   return w, d, first, second
@@ -88,37 +88,3 @@ def test_bad_size_and_bad_override_are_clear_errors(tmp_path):
                      cwd=ROOT, capture_output=True, text=True, timeout=120)
   assert p.returncode != 0 and "no_such_field" in p.stderr
   assert not (tmp_path / "d").exists()          # failed before building anything
-
-
-def test_ablation_variants_keep_room_for_the_caption_and_check_the_face_grid():
-  from facetrack_jax import ablation
-  from facetrack_jax import main as demo
-  data = {"name": "facetrack/x", "data_dir": "d", "tokenizer": "t.model"}
-  config = demo.load_config(demo.SIZES["full"], [], data)
-  k4 = config.model.compressor.face_tokens
-  t = config.model.num_frames
-  for variant, k in ablation.VARIANTS.items():
-    o = ablation.variant_overrides(config, k)
-    assert o["model.compressor.face_tokens"] == k
-    assert o["data.max_len"] - config.data.max_len == t * (k - k4)   # same caption room
-    assert o["model.lm.max_len"] >= o["data.max_len"]
-  small = demo.load_config(demo.SIZES["ci"], [], data)        # 16-px crops, patch 8: 2x2
-  with pytest.raises(ValueError, match="K=16"):
-    ablation.variant_overrides(small, 16)
-
-
-def test_ablation_table_is_mean_and_std_over_seeds():
-  from facetrack_jax import ablation
-
-  def m(x):
-    return {"step": 5, "n": 3, "cider": x, "rouge_l": x, "autodq": {"f1": x}, "tem": {"f1": x}}
-  runs = [{"variant": "global", "seed": s, "metrics": m(x), "final_loss": 1.0 + x,
-           "train_seconds": 1.0, "visual_tokens": 32} for s, x in enumerate((0.1, 0.3))]
-  runs += [{"variant": "k4", "seed": 0, "metrics": m(0.5), "final_loss": None,
-            "train_seconds": 1.0, "visual_tokens": 64}]
-  summary = ablation.summarize(runs)
-  assert summary["global"]["TEM"] == pytest.approx([0.2, 0.1414213], rel=1e-5)
-  assert summary["global"]["n_seeds"] == 2 and summary["k4"]["TEM"] == [0.5, 0.0]
-  assert summary["k4"]["loss"] is None and "k1" not in summary
-  text = ablation.render(summary, runs, {"seeds": 2})
-  assert "| global only | 32 | 0.200 ± 0.141 |" in text

@@ -52,6 +52,7 @@ class Setup:
   state_shardings: Any
   rest_shardings: Any
   abstract_rest: Any = None  # ShapeDtypeStructs of ``rest`` (AOT lowering: dryrun)
+  logits_at: str = "loss"   # config.train.logits_at (:func:`loss_sums`)
 
 
 def _split(model):
@@ -84,7 +85,7 @@ def make_setup(config: ml_collections.ConfigDict, mesh: Mesh,
   return Setup(mesh=mesh, graphdef=graphdef, rest=None, labels=labels, tx=tx,
                schedule=optim.learning_rate_schedule(config.train),
                abstract_state=abstract, state_shardings=shardings, rest_shardings=rest_sh,
-               abstract_rest=abs_rest)
+               abstract_rest=abs_rest, logits_at=config.train.get("logits_at", "loss"))
 
 
 _INIT_FNS: dict = {}
@@ -147,26 +148,48 @@ def init_rest(config, setup: Setup, model_factory: ModelFactory = default_model_
 
 
 # -- loss ----------------------------------------------------------------------
-def loss_sums(model, batch, event_weight: float = 0.0) -> dict[str, jax.Array]:
+def loss_positions(loss_mask_bl: jax.Array, count: int) -> jax.Array:
+  """int32[B, C]: each row's positions with loss (loss_mask > 0) first, in
+  order, then its other positions, C = ``count`` (static). The sort is
+  stable, so with ``count`` ≥ the most loss positions of any row no loss
+  position is left out."""
+  return jnp.argsort(loss_mask_bl <= 0, axis=1, stable=True)[:, :count].astype(jnp.int32)
+
+
+def loss_sums(model, batch, event_weight: float = 0.0,
+              logits_at: str = "loss") -> dict[str, jax.Array]:
   """Sums over one batch: ``ce`` (Σ masked token cross-entropy), ``tokens``
   (Σ loss_mask) and, with ``event_weight`` > 0, ``event`` (Σ sigmoid
   cross-entropy of the phase event logits, :mod:`event_supervision`).
+
+  ``logits_at``: "loss" (the default) applies the LM head only at the text
+  positions, gathered loss positions first (:func:`loss_positions`, C = L −
+  visual tokens per row: visual placeholders never carry loss, so none is
+  left out), which never materialises fp32 logits float[B, L, V] — at the
+  paper's shapes 1,696 of 2,048 positions are visual; "all": every position
+  (the reference; same loss and gradients up to summation order).
 
   batch: frames uint8[B,T,H,W,3], faces uint8[B,T,S,S,3], face_mask bool[B,T],
   tokens / targets int32[B,L], loss_mask float32[B,L]; with events also
   event_targets float32[B,P,E].
   """
+  if logits_at not in ("loss", "all"):
+    raise ValueError(f"config.train.logits_at must be 'loss' or 'all', got {logits_at!r}")
   args = (batch["frames"], batch["faces"], batch["face_mask"], batch["tokens"])
-  out = {}
-  if event_weight > 0:
-    logits_blv, events_bte = model(*args, with_events=True)
-    out["event"] = event_supervision.loss_sum(events_bte, batch["event_targets"])
-  else:
-    logits_blv = model(*args)
+  h_bld, events_bte = model.features(*args, with_events=event_weight > 0)
+  targets_bl, mask_bl = batch["targets"], batch["loss_mask"].astype(jnp.float32)
+  if logits_at == "loss":
+    count = max(1, h_bld.shape[1] - model.num_visual_tokens)
+    idx_bc = loss_positions(mask_bl, count)
+    h_bld = sharding.constrain(jnp.take_along_axis(h_bld, idx_bc[..., None], axis=1),
+                               ("batch", "length", "act_embed"))
+    targets_bl = jnp.take_along_axis(targets_bl, idx_bc, axis=1)
+    mask_bl = jnp.take_along_axis(mask_bl, idx_bc, axis=1)
   ce_bl = optax.softmax_cross_entropy_with_integer_labels(
-      logits_blv.astype(jnp.float32), batch["targets"])
-  mask_bl = batch["loss_mask"].astype(jnp.float32)
-  out["ce"], out["tokens"] = jnp.sum(ce_bl * mask_bl), jnp.sum(mask_bl)
+      model.lm.logits(h_bld).astype(jnp.float32), targets_bl)
+  out = {"ce": jnp.sum(ce_bl * mask_bl), "tokens": jnp.sum(mask_bl)}
+  if event_weight > 0:
+    out["event"] = event_supervision.loss_sum(events_bte, batch["event_targets"])
   return out
 
 
@@ -201,7 +224,7 @@ def make_grad_fn(setup: Setup, grad_accum: int = 1, event_weight: float = 0.0):
   def objective_fn(params, rest, batch, n_tok, n_event):
     params = jax.tree.map(lambda l, p: p if l == optim.TRAINABLE else jax.lax.stop_gradient(p),
                           labels, params)
-    sums = loss_sums(nnx.merge(graphdef, params, rest), batch, event_weight)
+    sums = loss_sums(nnx.merge(graphdef, params, rest), batch, event_weight, setup.logits_at)
     objective = sums["ce"]
     if event_weight > 0:
       objective = objective + event_weight * jnp.maximum(n_tok, 1.0) / n_event * sums["event"]

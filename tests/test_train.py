@@ -16,6 +16,7 @@ import pytest
 from flax import nnx
 
 from facetrack_jax import input_pipeline, optim, sharding, train_step
+from facetrack_jax.models.facetrack import num_visual_tokens
 from facetrack_jax.tokenizer import Tokenizer
 from tests import train_helpers as th
 
@@ -91,6 +92,43 @@ def test_grad_accumulation_gives_the_big_batch_gradient(data, event_weight):
   assert scale > 0
   assert diff <= 1e-5 * scale
   assert math.isclose(loss1, loss2, rel_tol=1e-6)
+
+
+def test_logits_at_the_loss_positions_give_the_full_loss_and_gradients(data):
+  """config.train.logits_at="loss" (the LM head only at the gathered text
+  positions, train_step.loss_sums) gives the loss and gradients of the head
+  over every position ("all"), fp32, on the (2, 2, 2) mesh; the gather keeps
+  every loss position (the token counts agree) and fewer positions than L."""
+  out = {}
+  mesh = sharding.make_mesh((2, 2, 2))
+  for at in ("all", "loss"):
+    config = th.make_config(th.overrides(data, mesh__shape=(2, 2, 2), train__logits_at=at))
+    batch = _one_batch(config, mesh)
+    setup = train_step.make_setup(config, mesh)
+    params = train_step.init_state(config, setup)["params"]
+    with sharding.use_mesh(mesh):
+      sums, grads = jax.jit(train_step.make_grad_fn(setup))(params, setup.rest, batch)
+    out[at] = jax.device_get((sums, grads))
+  length = batch["tokens"].shape[1]
+  assert 0 < length - num_visual_tokens(config.model) < length
+  (s_all, g_all), (s_loss, g_loss) = out["all"], out["loss"]
+  assert float(s_all["tokens"]) == float(s_loss["tokens"]) > 0
+  loss_all, loss_loss = (float(s["ce"] / s["tokens"]) for s in (s_all, s_loss))
+  scale = max(jax.tree.leaves(jax.tree.map(lambda a: float(np.abs(a).max()), g_all)))
+  diff = max(jax.tree.leaves(jax.tree.map(lambda a, b: float(np.abs(a - b).max()), g_all, g_loss)))
+  print(f"loss {loss_all} vs {loss_loss}; max |grad| {scale:.2e}, max |Δgrad| {diff:.2e}")
+  assert abs(loss_all - loss_loss) <= 1e-6 * abs(loss_all)
+  assert scale > 0 and diff <= 1e-5 * scale
+
+
+def test_a_bad_logits_at_is_a_clear_error(data):
+  config = th.make_config(th.overrides(data, mesh__shape=(8, 1, 1), train__logits_at="some"))
+  mesh = sharding.make_mesh((8, 1, 1))
+  batch = _one_batch(config, mesh)
+  setup = train_step.make_setup(config, mesh)
+  params = train_step.init_state(config, setup)["params"]
+  with sharding.use_mesh(mesh), pytest.raises(ValueError, match="logits_at.*'some'"):
+    jax.jit(train_step.make_grad_fn(setup))(params, setup.rest, batch)
 
 
 def test_event_loss_trains_the_visual_path(data):

@@ -140,12 +140,25 @@ class FaceTrackMM(nnx.Module):
     ``mask_bl`` (bool[B, L], True = real token) is optional: with right
     padding, causal attention already keeps pads out of every real position.
     """
+    h_bld, events_bte = self.features(frames, faces, face_mask, tokens_bl, mask_bl=mask_bl,
+                                      with_events=with_events)
+    logits_blv = self.lm.logits(h_bld)
+    return (logits_blv, events_bte) if with_events else logits_blv
+
+  def features(self, frames, faces, face_mask, tokens_bl: jax.Array, *,
+               mask_bl: jax.Array | None = None, with_events: bool = False):
+    """The LM's final hidden states float[B, L, D] (after its last norm, before
+    the head) and the event logits float[B, T, E] (None without
+    ``with_events``): the train step applies the head only where the loss is."""
     x_bld, u_btkd = self._embed(frames, faces, face_mask, tokens_bl)
     positions_bl = jnp.broadcast_to(jnp.arange(tokens_bl.shape[1]), tokens_bl.shape)
-    logits_blv, _ = self.lm(x_bld, positions_bl, mask_bl=mask_bl)
-    if with_events:
-      return logits_blv, self.event_logits(u_btkd)
-    return logits_blv
+    h_bld, _ = self.lm.backbone(x_bld, positions_bl, mask_bl=mask_bl)
+    return h_bld, (self.event_logits(u_btkd) if with_events else None)
+
+  @property
+  def num_visual_tokens(self) -> int:
+    """Visual placeholders per prompt (:func:`num_visual_tokens`)."""
+    return self.num_frames * (self.global_tokens + self.face_tokens)
 
 
 @nnx.jit

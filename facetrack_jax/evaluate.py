@@ -66,10 +66,28 @@ def latest_step(workdir: str | os.PathLike) -> int | None:
   return max(ocp.utils.checkpoint_steps(d), default=None) if d.is_dir() else None
 
 
-def load_model(config, workdir: str | os.PathLike, mesh, step: int | None = None):
+def with_weights_dtype(config, weights_dtype: str | None):
+  """``config`` with ``model.param_dtype`` and ``model.dtype`` both set to
+  ``weights_dtype`` ("bfloat16": weights restored cast to bf16, bf16
+  compute and a bf16 KV cache; half the bytes each decoding step reads);
+  ``None`` keeps ``config`` as it is."""
+  if weights_dtype is None:
+    return config
+  if weights_dtype not in ("float32", "bfloat16"):
+    raise ValueError(f"weights_dtype must be 'float32' or 'bfloat16', got {weights_dtype!r}")
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.model.param_dtype = config.model.dtype = weights_dtype
+  return config
+
+
+def load_model(config, workdir: str | os.PathLike, mesh, step: int | None = None,
+               weights_dtype: str | None = None):
   """``(model, step)``: the model of ``config.model`` built abstractly on
   ``mesh`` with the params of checkpoint ``step`` (default: latest) of
-  ``workdir/checkpoints`` restored straight onto their shardings."""
+  ``workdir/checkpoints`` restored straight onto their shardings, cast to
+  ``config.model.param_dtype`` (or ``weights_dtype``: :func:`with_weights_dtype`)."""
+  config = with_weights_dtype(config, weights_dtype)
   step = latest_step(workdir) if step is None else step
   ckpt_dir = pathlib.Path(workdir, "checkpoints").absolute()
   if step is None:
@@ -202,12 +220,16 @@ def score(rows: list[dict], sources: dict[str, str], judge: str = "offline") -> 
 
 def evaluate(config, workdir: str | os.PathLike, *, split: str = "test",
              judge: str = "offline", step: int | None = None, source=None,
-             num_examples: int = 5, progress: bool = True) -> dict | None:
+             num_examples: int = 5, progress: bool = True,
+             weights_dtype: str | None = None) -> dict | None:
   """Restores, captions ``split``, scores and writes ``workdir/eval/<step>/``.
 
   Returns the metrics dict (on process 0; None on the others). ``source``:
-  a random-access record source to read instead of the TFDS split.
+  a random-access record source to read instead of the TFDS split;
+  ``weights_dtype``: "bfloat16" generates with bf16 weights, compute and KV
+  cache (:func:`with_weights_dtype`).
   """
+  config = with_weights_dtype(config, weights_dtype)
   from facetrack_jax import report
   from facetrack_jax.metrics.breakdowns import write_breakdowns
   from facetrack_jax.tokenizer import Tokenizer
@@ -236,7 +258,7 @@ def evaluate(config, workdir: str | os.PathLike, *, split: str = "test",
       step=step, split=split, dataset=str(config.data.get("name", "")),
       workdir=str(pathlib.Path(workdir).absolute()),
       missing_ids=missing, num_predictions=len(rows),
-      seconds={"restore": t1 - t0, "generate": t2 - t1, "score": t3 - t2})
+      weights_dtype=str(config.model.param_dtype), seconds={"restore": t1 - t0, "generate": t2 - t1, "score": t3 - t2})
   rows = sorted(rows, key=lambda r: r["id"])
   for name, key in (("predictions.json", "caption"), ("references.json", "reference")):
     (out_dir / name).write_text(json.dumps(
@@ -265,6 +287,9 @@ def _define_flags() -> None:
   flags.DEFINE_string("split", "test", "TFDS split to caption")
   flags.DEFINE_string("judge", "offline", "event judge for AutoDQ / TEM")
   flags.DEFINE_integer("step", None, "checkpoint step (default: latest)")
+  flags.DEFINE_enum("weights_dtype", None, ["float32", "bfloat16"],
+                    "generate with weights, compute and KV cache in this dtype "
+                    "(default: config.model.param_dtype / dtype)")
   flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -276,7 +301,8 @@ def main(argv) -> None:
   f = flags.FLAGS
   train.initialize_distributed(f.config.get("distributed") or {})
   try:
-    metrics = evaluate(f.config, f.workdir, split=f.split, judge=f.judge, step=f.step)
+    metrics = evaluate(f.config, f.workdir, split=f.split, judge=f.judge, step=f.step,
+                       weights_dtype=f.weights_dtype)
   except (FileNotFoundError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)

@@ -14,7 +14,9 @@ run with an error naming the step; that state is not saved.
 Multi-host: every process runs this same command; ``jax.distributed`` is
 initialised from ``config.distributed`` or the environment
 (``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``), and
-each process reads its own disjoint share of the data.
+each process loads the batch rows its devices hold in the mesh: its data
+shard (``sharding.data_shards``; disjoint shares, identical data on hosts that
+hold replicas of one shard, e.g. a tensor axis across hosts).
 """
 
 from __future__ import annotations
@@ -224,13 +226,16 @@ def train(config, workdir: str, *, model_factory=train_step.default_model_factor
   t = config.train
   event_weight = event_supervision.loss_weight(config)
   workdir = os.path.abspath(workdir)
-  mesh = sharding.make_mesh(tuple(config.mesh.shape))
+  mesh = sharding.mesh_from_config(config.mesh)
+  shard = sharding.data_shard(mesh)
+  logging.info("data shard %d of %d (processes %s)", shard.index, shard.count, shard.processes)
   tokenizer = Tokenizer(config.data.tokenizer)
-  data_iter = input_pipeline.make_train_iterator(config, tokenizer, source=source)
+  data_iter = input_pipeline.make_train_iterator(config, tokenizer, source=source, shard=shard)
 
   setup = train_step.make_setup(config, mesh, model_factory)
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
-                                 keep=t.keep_checkpoints, async_save=t.async_checkpointing)
+                                 keep=t.keep_checkpoints, async_save=t.async_checkpointing,
+                                 data_shard=shard)
   start, state = ckpt.restore_latest_good(setup.abstract_state, data_iter)
   if start is not None:
     logging.info("resuming from step %d in %s", start, ckpt.directory)

@@ -51,7 +51,7 @@ from flax import nnx
 from ml_collections import config_flags
 from tqdm import tqdm
 
-from facetrack_jax import checkpoint, sharding, train_step
+from facetrack_jax import checkpoint, prompt, sharding, train_step
 
 # Fields of an eval batch the model reads (the rest stay on the host).
 _MODEL_FIELDS = ("frames", "faces", "face_mask", "prompt")
@@ -124,6 +124,7 @@ def caption_split(model, config, tokenizer, mesh, split: str, *, source=None,
   batches = input_pipeline.make_eval_batches(config, tokenizer, split, source=src, shard=shard)
   host_batch = config.data.batch_size // shard.count
   total = math.ceil(math.ceil(len(src) / shard.count) / host_batch)
+  end = prompt.end_id(tokenizer, config.data.get("chat_template", "gemma"))  # stops a caption
   out = []
   bar = tqdm(batches, total=total, desc=f"caption {split}", unit="batch",
              disable=not progress or jax.process_index() != 0, dynamic_ncols=True)
@@ -134,11 +135,13 @@ def caption_split(model, config, tokenizer, mesh, split: str, *, source=None,
       n_new = max_new_tokens or default_max_new_tokens(config, prompt_bl.shape[1])
       tokens_bn = generate_captions(model, batch["frames"], batch["faces"], batch["face_mask"],
                                     prompt_bl, mask_bl, max_new_tokens=n_new,
-                                    eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id)
+                                    eos_id=end, pad_id=tokenizer.pad_id)
       tokens_bn = _host_rows(tokens_bn, mesh)
       for row, valid, ex_id, ref in zip(tokens_bn, batch_np["valid"], batch_np["id"],
                                         batch_np["caption"]):
         if valid:
+          row = list(row)
+          row = row[:row.index(end)] if end in row else row
           out.append({"id": _text(ex_id), "caption": tokenizer.decode(row).strip(),
                       "reference": _text(ref)})
   return out

@@ -30,7 +30,7 @@ Eval batches add ``prompt int32[B,P]`` (canonical instruction, for
 generation), ``valid bool[B]`` (False on the padding of the last batch),
 ``face_boxes float32[B,T,4]`` and ``caption`` (str[B], the reference).
 
-Config read: ``config.data.{name, data_dir, tokenizer, max_len, batch_size
+Config read: ``config.data.{name, data_dir, tokenizer, chat_template, max_len, batch_size
 (global), shuffle_seed, num_threads, prefetch, worker_count, flip_prob,
 color_jitter, crop_scale, paraphrase_instructions}`` and ``config.model``.
 """
@@ -134,13 +134,15 @@ class TrainTransform(grain.transforms.RandomMap):
   crop_scale: float
   paraphrase: bool
   event_targets: bool = False   # add event_targets float32[P, E] (event_supervision.py)
+  template: str = "gemma"       # prompt.TEMPLATES
 
   def random_map(self, element, rng: np.random.Generator) -> dict:
     ex = augment.augment(decode_example(element, self.spec), rng,
                          flip_prob=self.flip_prob, color_jitter=self.color_jitter,
                          crop_scale=self.crop_scale)
     text = prompt.build_training_example(self.tokenizer, ex["caption"], self.n_visual,
-                                         self.max_len, rng if self.paraphrase else None)
+                                         self.max_len, rng if self.paraphrase else None,
+                                         self.template)
     out = dict(frames=ex["frames"], faces=ex["faces"], face_mask=ex["face_mask"], **text,
                id=ex["id"])
     if self.event_targets:  # from the caption as augmented (a flip swaps left/right)
@@ -214,7 +216,8 @@ def make_train_iterator(config, tokenizer, split: str = "train", *, source=None,
       n_visual=num_visual_tokens(config.model), max_len=d.max_len,
       flip_prob=d.flip_prob, color_jitter=d.color_jitter, crop_scale=d.crop_scale,
       paraphrase=d.paraphrase_instructions,
-      event_targets=event_supervision.loss_weight(config) > 0))
+      event_targets=event_supervision.loss_weight(config) > 0,
+      template=d.get("chat_template", "gemma")))
   ds = ds.batch(host_batch, drop_remainder=True)
   it_ds = ds.to_iter_dataset(_read_options(d))
   if d.worker_count > 0:
@@ -251,6 +254,7 @@ class EvalTransform(grain.transforms.Map):
   spec: ExampleSpec
   n_visual: int
   max_len: int
+  template: str = "gemma"
 
   def map(self, element) -> dict:
     pad = not element  # padding: all zeros, invalid
@@ -262,12 +266,13 @@ class EvalTransform(grain.transforms.Map):
     else:
       ex = decode_example(element, self.spec)
     text = prompt.build_training_example(self.tokenizer, ex["caption"], self.n_visual,
-                                         self.max_len)
+                                         self.max_len, template=self.template)
     if pad:
       text["loss_mask"][:] = 0.0
     return dict(frames=ex["frames"], faces=ex["faces"], face_mask=ex["face_mask"],
                 face_boxes=ex["face_boxes"], **text,
-                prompt=prompt.build_prompt(self.tokenizer, self.n_visual),
+                prompt=prompt.build_prompt(self.tokenizer, self.n_visual,
+                                           template=self.template),
                 valid=np.bool_(not pad), id=ex["id"], caption=ex["caption"])
 
 
@@ -287,7 +292,8 @@ def make_eval_batches(config, tokenizer, split: str, *, source=None,
   length = math.ceil(per_host / host_batch) * host_batch
   ds = grain.MapDataset.source(_PaddedShard(src, shard.index, shard.count, length))
   ds = ds.map(EvalTransform(tokenizer=tokenizer, spec=ExampleSpec.from_config(config.model),
-                            n_visual=num_visual_tokens(config.model), max_len=d.max_len))
+                            n_visual=num_visual_tokens(config.model), max_len=d.max_len,
+                            template=d.get("chat_template", "gemma")))
   return ds.batch(host_batch).to_iter_dataset(_read_options(d))
 
 

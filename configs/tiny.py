@@ -58,6 +58,9 @@ def get_model_config() -> ml_collections.ConfigDict:
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.model = get_model_config()
-  config.mesh = ml_collections.ConfigDict(dict(shape=(-1, 1, 1)))  # (data, fsdp, tensor)
+  # (data, fsdp, tensor); dcn_shape: processes along each axis (product = the
+  # process count; () = jax.make_mesh's layout), e.g. (1, 1, 2): tensor across
+  # 2 hosts, which then load identical data (sharding.mesh_from_config).
+  config.mesh = ml_collections.ConfigDict(dict(shape=(-1, 1, 1), dcn_shape=()))
   config.seed = 0
   return config

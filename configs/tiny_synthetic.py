@@ -28,6 +28,7 @@ def get_config() -> ml_collections.ConfigDict:
       name="facetrack/synthetic",   # TFDS name: builder/config (data_prep.builder)
       data_dir="data/tfds",         # TFDS data_dir holding the built set
       tokenizer="data/tokenizer.model",
+      chat_template="gemma",        # facetrack_jax/prompt.py: TEMPLATES ("gemma" | "qwen2")
       max_len=256,                  # L: prompt (incl. visual tokens) + caption
       batch_size=16,                # global, over all processes
       shuffle_seed=0,
@@ -67,8 +68,12 @@ def get_config() -> ml_collections.ConfigDict:
       log_example_ids=False,        # W/example_ids/process_<i>.jsonl (tests)
   ))
 
-  # Optional safetensors checkpoints to start from ("" = fresh init).
-  config.init = ml_collections.ConfigDict(dict(vit="", face_vit="", lm=""))
+  # Optional safetensors checkpoints to start from ("" = fresh init): HF
+  # save_pretrained directories (or .safetensors files) of a SiglipVisionModel
+  # (vit, face_vit) and a Qwen2/Llama ForCausalLM (lm). checkpoint: a training
+  # run's checkpoints directory whose latest params replace the whole init
+  # (a fresh optimizer; e.g. stage 2 from stage 1), exclusive with the others.
+  config.init = ml_collections.ConfigDict(dict(vit="", face_vit="", lm="", checkpoint=""))
 
   # Multi-host: every process runs the same command. Empty / 0 / -1 fall back
   # to JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID; auto=True

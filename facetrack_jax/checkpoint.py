@@ -2,9 +2,19 @@
 ``<workdir>/checkpoints/<step>/{state, data_iter}``.
 
 One checkpoint = ``ocp.args.Composite(state=StandardSave(train_state),
-data_iter=grain.checkpoint.CheckpointSave(iterator))``: params, optimizer
-state and step, plus each process's iterator position — a restored run reads
-exactly the batch the interrupted one would have read next. Saves are async
+data_iter=DataIterSave(iterator, data_shard))``: params, optimizer state and
+step, plus each data shard's iterator position — a restored run reads
+exactly the batch the interrupted one would have read next.
+
+The iterator position is stored per *data shard* (``data_iter/shard_<i>-of-<n>
+.json``, written by the shard's lowest process; ``sharding.data_shards``), not
+per process: a run resumes on another process count as long as the mesh
+gives the same number of data shards (e.g. 2 hosts holding tensor-parallel
+replicas of one batch → 1 host). Otherwise the restore stops with
+:class:`DataShardCountError` naming both counts (one shard's position says
+nothing about another split of the data). Checkpoints written before data
+shards (grain's ``process_<i>-of-<n>.json``) restore when the shard count
+equals that process count. Saves are async
 (the device→host copy blocks, the writing does not); the last ``keep`` are
 kept. Restores always go into abstract targets that carry the *current*
 mesh's shardings, so a checkpoint written on one mesh shape loads onto another.
@@ -26,17 +36,98 @@ Interrupted and damaged checkpoints (a pod is preempted mid-save):
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+import re
 import shutil
 import time
 from typing import Any
 
-import grain
 import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
+from facetrack_jax import sharding
+
 TMP_MARKER = ".orbax-checkpoint-tmp"
+
+
+# -- the data iterator, per data shard ---------------------------------------------
+class DataShardCountError(ValueError):
+  """A checkpoint's iterator state was saved for another number of data shards."""
+
+
+class DataIterHandler:
+  """Orbax handler of a grain ``DatasetIterator``'s state, one JSON file per
+  data shard (module docstring). Registered for :class:`DataIterSave` /
+  :class:`DataIterRestore`."""
+
+  def save(self, directory, item=None, args=None):
+    del item
+    shard = args.shard
+    if shard.leader:  # replicas hold the same position: one file per shard
+      path = directory / f"shard_{shard.index}-of-{shard.count}.json"
+      path.write_text(json.dumps(args.item.get_state(), indent=1))
+
+  def restore(self, directory, item=None, args=None):
+    del item
+    it, shard = args.item, args.shard
+    path = directory / f"shard_{shard.index}-of-{shard.count}.json"
+    legacy = directory / f"process_{shard.index}-of-{shard.count}.json"  # grain's handler
+    if not path.exists() and legacy.exists():
+      path = legacy
+    if not path.exists():
+      names = sorted(p.name for p in directory.iterdir() if p.name.endswith(".json"))
+      counts = sorted({int(m.group(2)) for n in names
+                       if (m := re.fullmatch(r"(shard|process)_\d+-of-(\d+)\.json", n))})
+      saved = " or ".join(map(str, counts)) or "an unknown number of"
+      raise DataShardCountError(
+          f"{directory}: the data iterator was saved by {saved} data shard(s) "
+          f"({', '.join(names[:4]) or 'no files'}); this run loads {shard.count} data "
+          f"shard(s) on {jax.process_count()} process(es). An iterator position "
+          "belongs to one split of the data: resume on a mesh / process count that "
+          f"gives {saved} data shard(s) (sharding.data_shards)")
+    it.set_state(json.loads(path.read_text()))
+    if hasattr(it, "start_prefetch"):
+      it.start_prefetch()
+    return it
+
+  def structure(self, directory):
+    del directory
+
+  def metadata(self, directory):
+    del directory
+
+  def finalize(self, directory):
+    pass
+
+  def close(self):
+    pass
+
+  @classmethod
+  def typestr(cls):
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+@ocp.args.register_with_handler(DataIterHandler, for_save=True)
+@dataclasses.dataclass
+class DataIterSave(ocp.args.CheckpointArgs):
+  item: Any
+  shard: sharding.DataShard
+
+
+@ocp.args.register_with_handler(DataIterHandler, for_restore=True)
+@dataclasses.dataclass
+class DataIterRestore(ocp.args.CheckpointArgs):
+  item: Any
+  shard: sharding.DataShard
+
+
+def this_process_shard() -> sharding.DataShard:
+  """One data shard per process (the default without a mesh)."""
+  pi = jax.process_index()
+  return sharding.DataShard(pi, jax.process_count(), True, (pi,))
 
 
 # Replica-parallel saving slices every replicated shard with a jitted op per
@@ -71,8 +162,11 @@ class Checkpointer:
   """A thin wrapper of ``ocp.CheckpointManager`` for the training loop."""
 
   def __init__(self, directory: str | os.PathLike, *, keep: int = 3,
-               async_save: bool = True):
+               async_save: bool = True, data_shard: sharding.DataShard | None = None):
+    """``data_shard``: this process's (``sharding.data_shard(mesh)``; default:
+    one per process) — names the iterator state it saves and restores."""
     self.directory = os.path.abspath(os.fspath(directory))
+    self.data_shard = this_process_shard() if data_shard is None else data_shard
     _register_array_handler()
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, create=True, enable_async_checkpointing=async_save)
@@ -93,7 +187,7 @@ class Checkpointer:
     """Starts an async save of ``state`` (and the iterator) at ``step``."""
     items = {"state": ocp.args.StandardSave(state)}
     if data_iter is not None:
-      items["data_iter"] = grain.checkpoint.CheckpointSave(data_iter)
+      items["data_iter"] = DataIterSave(data_iter, self.data_shard)
     self._mngr.save(int(step), args=ocp.args.Composite(**items), force=True)
 
   def restore(self, step: int | None, abstract_state: Any, data_iter=None) -> Any:
@@ -106,7 +200,7 @@ class Checkpointer:
     _check_shardings(abstract_state)
     items = {"state": ocp.args.StandardRestore(abstract_state)}
     if data_iter is not None:
-      items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
+      items["data_iter"] = DataIterRestore(data_iter, self.data_shard)
     restored = self._mngr.restore(int(step), args=ocp.args.Composite(**items))
     return restored["state"]
 
@@ -117,6 +211,8 @@ class Checkpointer:
     for step in sorted(self.all_steps(), reverse=True):
       try:
         state = self.restore(step, abstract_state, data_iter)
+      except DataShardCountError:
+        raise  # the run's layout, not damage: every checkpoint would fail alike
       except Exception as e:  # noqa: BLE001 -- judged below: an older one must restore
         failures.append((step, e))
         continue

@@ -26,8 +26,13 @@ batch are dropped), detokenises and scores with
   from :mod:`facetrack_jax.metrics.breakdowns`);
 * ``report.md`` — the tables and a few predictions beside their references.
 
-Multi-host: every process runs the same command and captions its share of
-the split; process 0 merges the shares, scores and writes.
+Multi-host: every process runs the same command and captions its data
+shard's share of the split (``sharding.data_shards``: hosts holding replicas
+of one batch shard caption the same clips); the predictions are gathered
+over the processes' network (``multihost_utils.process_allgather``, no shared
+filesystem needed), each shard's count is checked against its share of the
+split (a missing row stops the evaluation, naming the process), and process
+0 scores and writes.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ from flax import nnx
 from ml_collections import config_flags
 from tqdm import tqdm
 
-from facetrack_jax import checkpoint, sharding, train_step
+from facetrack_jax import checkpoint, prompt, sharding, train_step
 
 # Fields of an eval batch the model reads (the rest stay on the host).
 _MODEL_FIELDS = ("frames", "faces", "face_mask", "prompt")
@@ -133,9 +138,11 @@ def caption_split(model, config, tokenizer, mesh, split: str, *, source=None,
   from facetrack_jax.models.facetrack import generate_captions
 
   src = input_pipeline.open_source(config.data, split) if source is None else source
-  batches = input_pipeline.make_eval_batches(config, tokenizer, split, source=src)
-  host_batch = config.data.batch_size // jax.process_count()
-  total = math.ceil(math.ceil(len(src) / jax.process_count()) / host_batch)
+  shard = sharding.data_shard(mesh)
+  batches = input_pipeline.make_eval_batches(config, tokenizer, split, source=src, shard=shard)
+  host_batch = config.data.batch_size // shard.count
+  total = math.ceil(math.ceil(len(src) / shard.count) / host_batch)
+  end = prompt.end_id(tokenizer, config.data.get("chat_template", "gemma"))  # stops a caption
   out = []
   bar = tqdm(batches, total=total, desc=f"caption {split}", unit="batch",
              disable=not progress or jax.process_index() != 0, dynamic_ncols=True)
@@ -146,31 +153,71 @@ def caption_split(model, config, tokenizer, mesh, split: str, *, source=None,
       n_new = max_new_tokens or default_max_new_tokens(config, prompt_bl.shape[1])
       tokens_bn = generate_captions(model, batch["frames"], batch["faces"], batch["face_mask"],
                                     prompt_bl, mask_bl, max_new_tokens=n_new,
-                                    eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id)
+                                    eos_id=end, pad_id=tokenizer.pad_id)
       tokens_bn = _host_rows(tokens_bn, mesh)
       for row, valid, ex_id, ref in zip(tokens_bn, batch_np["valid"], batch_np["id"],
                                         batch_np["caption"]):
         if valid:
+          row = list(row)
+          row = row[:row.index(end)] if end in row else row
           out.append({"id": _text(ex_id), "caption": tokenizer.decode(row).strip(),
                       "reference": _text(ref)})
   return out
 
 
-def _gather_predictions(rows: list[dict], out_dir: pathlib.Path) -> list[dict] | None:
-  """All processes' rows on process 0 (via files in ``out_dir``); None elsewhere."""
-  if jax.process_count() == 1:
-    return rows
-  from jax.experimental import multihost_utils
-  part = out_dir / f"predictions.process_{jax.process_index()}.json"
-  part.write_text(json.dumps(rows))
-  multihost_utils.sync_global_devices("facetrack_eval_predictions")
-  if jax.process_index() != 0:
-    return None
-  parts = sorted(out_dir.glob("predictions.process_*.json"))
-  merged = [r for p in parts for r in json.loads(p.read_text())]
-  for p in parts:
-    p.unlink()
+def merge_shards(per_process: dict[int, list[dict]], shards: dict[int, sharding.DataShard],
+                 num_examples: int, split: str = "?") -> list[dict]:
+  """The predictions of every data shard, once: each shard's leader's rows,
+  after checking that it holds exactly its share of the split's
+  ``num_examples`` (:func:`input_pipeline.eval_shard_size`) and that the
+  shard's replica processes produced the same rows.
+
+  Raises ``ValueError`` naming the process whose rows are missing or differ
+  (never scores part of a split as if it were all of it)."""
+  from facetrack_jax.input_pipeline import eval_shard_size
+  if sorted(per_process) != sorted(shards):
+    raise ValueError(f"evaluation of split {split!r}: predictions came from processes "
+                     f"{sorted(per_process)}, the mesh has processes {sorted(shards)}")
+  merged = []
+  for p, shard in sorted(shards.items(), key=lambda kv: (kv[1].index, kv[0])):
+    rows, want = per_process[p], eval_shard_size(num_examples, shard)
+    if len(rows) != want:
+      raise ValueError(
+          f"evaluation of split {split!r} ({num_examples} examples): process {p} (data "
+          f"shard {shard.index} of {shard.count}) returned {len(rows)} predictions, its "
+          f"share is {want} — rows are missing; not scoring a partial split")
+    leader = shard.processes[0]
+    if p != leader and rows != per_process[leader]:
+      raise ValueError(f"evaluation of split {split!r}: process {p} holds a replica of "
+                       f"data shard {shard.index} but its predictions differ from "
+                       f"process {leader}'s")
+    if p == leader:
+      merged += rows
+  ids = [r["id"] for r in merged]
+  if len(set(ids)) != len(ids) or len(ids) != num_examples:
+    raise ValueError(f"evaluation of split {split!r}: {len(ids)} predictions "
+                     f"({len(set(ids))} distinct ids) for {num_examples} examples")
   return merged
+
+
+def gather_predictions(rows: list[dict], mesh, num_examples: int,
+                       split: str = "?") -> list[dict]:
+  """Every process's rows (this process's data shard's predictions) on every
+  process, via two ``process_allgather``s of fixed-size arrays (byte lengths,
+  then the JSON bytes padded to the longest), merged and checked by
+  :func:`merge_shards`. No filesystem involved."""
+  shards = sharding.data_shards(mesh)
+  if jax.process_count() == 1:
+    return merge_shards({0: rows}, shards, num_examples, split)
+  from jax.experimental import multihost_utils
+  blob = np.frombuffer(json.dumps(rows).encode("utf-8"), np.uint8)
+  sizes = np.asarray(multihost_utils.process_allgather(np.int32(blob.size)))
+  padded = np.zeros((int(sizes.max()),), np.uint8)
+  padded[:blob.size] = blob
+  blobs = np.asarray(multihost_utils.process_allgather(padded))
+  per_process = {p: json.loads(blobs[p, :int(sizes[p])].tobytes().decode("utf-8"))
+                 for p in range(jax.process_count())}
+  return merge_shards(per_process, shards, num_examples, split)
 
 
 # -- dataset facts ----------------------------------------------------------------------
@@ -234,21 +281,21 @@ def evaluate(config, workdir: str | os.PathLike, *, split: str = "test",
   from facetrack_jax.metrics.breakdowns import write_breakdowns
   from facetrack_jax.tokenizer import Tokenizer
   t0 = time.perf_counter()
-  mesh = sharding.make_mesh(tuple(config.mesh.shape))
+  mesh = sharding.mesh_from_config(config.mesh)
   tokenizer = Tokenizer(config.data.tokenizer)
   model, step = load_model(config, workdir, mesh, step)
   from facetrack_jax import input_pipeline
   src = input_pipeline.open_source(config.data, split) if source is None else source
-  out_dir = pathlib.Path(workdir, "eval", str(step))
-  out_dir.mkdir(parents=True, exist_ok=True)
   t1 = time.perf_counter()
   rows = caption_split(model, config, tokenizer, mesh, split, source=src, progress=progress)
-  rows = _gather_predictions(rows, out_dir)
+  rows = gather_predictions(rows, mesh, len(src), split)
   t2 = time.perf_counter()
-  if rows is None:
+  if jax.process_index() != 0:
     return None
   if not rows:
     raise ValueError(f"split {split!r} yielded no valid example to caption")
+  out_dir = pathlib.Path(workdir, "eval", str(step))
+  out_dir.mkdir(parents=True, exist_ok=True)
   sources = sources_by_id(src)
   metrics = score(rows, sources, judge)
   per_clip = metrics.pop("per_clip")

@@ -1,17 +1,24 @@
 """grain input pipeline: TFDS clips -> fixed-shape host batches -> global arrays.
 
-Training (per host)::
+Training (per host; i / n = this host's data shard / the number of shards)::
 
-    source[process_index::process_count]          disjoint examples per host
+    source[i::n]                                  disjoint examples per data shard
       .seed(s).shuffle().repeat()                 reshuffled every epoch
       .random_map(decode, augment, tokenise)      per-example rng from the seed
-      .batch(global_batch // process_count, drop_remainder=True)
+      .batch(global_batch // n, drop_remainder=True)
       .to_iter_dataset(ReadOptions(num_threads, prefetch_buffer_size))
       [.mp_prefetch(worker_count)]                worker processes (0 = threads only)
 
-The iterator is checkpointable: ``it.get_state()`` / ``it.set_state()``, or
-``ocp.args.Composite(..., data_iter=grain.checkpoint.CheckpointSave(it))`` and
-``grain.checkpoint.CheckpointRestore(it)`` in orbax.
+Data shards (:func:`facetrack_jax.sharding.data_shards`): the hosts are grouped
+by the batch rows their devices hold in the mesh. With the batch split over
+every host (the usual case) a shard is a host; where an axis the batch is not
+split over spans hosts (``tensor`` across two hosts, ``config.mesh.dcn_shape``),
+those hosts hold replicas of the same rows and load identical data (same
+examples, same seed, same augmentation).
+
+The iterator is checkpointable: ``it.get_state()`` / ``it.set_state()``, or in
+orbax ``checkpoint.DataIterSave(it, shard)`` / ``DataIterRestore(it, shard)``
+(one file per data shard; :mod:`facetrack_jax.checkpoint`).
 
 Host batch (L = ``data.max_len``, T/H/S from ``config.model``)::
 
@@ -23,7 +30,7 @@ Eval batches add ``prompt int32[B,P]`` (canonical instruction, for
 generation), ``valid bool[B]`` (False on the padding of the last batch),
 ``face_boxes float32[B,T,4]`` and ``caption`` (str[B], the reference).
 
-Config read: ``config.data.{name, data_dir, tokenizer, max_len, batch_size
+Config read: ``config.data.{name, data_dir, tokenizer, chat_template, max_len, batch_size
 (global), shuffle_seed, num_threads, prefetch, worker_count, flip_prob,
 color_jitter, crop_scale, paraphrase_instructions}`` and ``config.model``.
 """
@@ -31,6 +38,7 @@ color_jitter, crop_scale, paraphrase_instructions}`` and ``config.model``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import grain
@@ -126,13 +134,15 @@ class TrainTransform(grain.transforms.RandomMap):
   crop_scale: float
   paraphrase: bool
   event_targets: bool = False   # add event_targets float32[P, E] (event_supervision.py)
+  template: str = "gemma"       # prompt.TEMPLATES
 
   def random_map(self, element, rng: np.random.Generator) -> dict:
     ex = augment.augment(decode_example(element, self.spec), rng,
                          flip_prob=self.flip_prob, color_jitter=self.color_jitter,
                          crop_scale=self.crop_scale)
     text = prompt.build_training_example(self.tokenizer, ex["caption"], self.n_visual,
-                                         self.max_len, rng if self.paraphrase else None)
+                                         self.max_len, rng if self.paraphrase else None,
+                                         self.template)
     out = dict(frames=ex["frames"], faces=ex["faces"], face_mask=ex["face_mask"], **text,
                id=ex["id"])
     if self.event_targets:  # from the caption as augmented (a flip swaps left/right)
@@ -141,15 +151,16 @@ class TrainTransform(grain.transforms.RandomMap):
 
 
 # -- configuration ---------------------------------------------------------------
-def _process(process_index, process_count) -> tuple[int, int]:
-  pi = jax.process_index() if process_index is None else process_index
-  pc = jax.process_count() if process_count is None else process_count
-  if not 0 <= pi < pc:
-    raise ValueError(f"process_index {pi} is not in [0, {pc})")
-  return pi, pc
+def _shard(config, shard) -> sharding.DataShard:
+  """``shard``, or this process's data shard of the config's mesh."""
+  if shard is None:
+    shard = sharding.data_shard(sharding.mesh_from_config(config.mesh))
+  if not 0 <= shard.index < shard.count:
+    raise ValueError(f"data shard {shard.index} is not in [0, {shard.count})")
+  return shard
 
 
-def _check(config, tokenizer, process_count: int) -> int:
+def _check(config, tokenizer, shard: sharding.DataShard) -> int:
   """Validates config against the tokenizer; returns the per-host batch size."""
   d, m = config.data, config.model
   if tokenizer.visual_id != m.visual_token_id:
@@ -161,10 +172,10 @@ def _check(config, tokenizer, process_count: int) -> int:
   if d.max_len > m.lm.max_len:
     raise ValueError(f"config.data.max_len = {d.max_len} exceeds "
                      f"config.model.lm.max_len = {m.lm.max_len}")
-  if d.batch_size % process_count:
+  if d.batch_size % shard.count:
     raise ValueError(f"config.data.batch_size = {d.batch_size} (global) is not "
-                     f"divisible by the {process_count} processes")
-  return d.batch_size // process_count
+                     f"divisible by the {shard.count} data shards of the mesh")
+  return d.batch_size // shard.count
 
 
 def _source(config, split, source):
@@ -181,30 +192,32 @@ def _read_options(data_cfg) -> grain.ReadOptions:
 
 # -- training ----------------------------------------------------------------------
 def make_train_iterator(config, tokenizer, split: str = "train", *, source=None,
-                        process_index: int | None = None,
-                        process_count: int | None = None) -> grain.DatasetIterator:
-  """Infinite, shuffled, augmented batches of this host's share of ``split``.
+                        shard: sharding.DataShard | None = None) -> grain.DatasetIterator:
+  """Infinite, shuffled, augmented batches of this host's data shard of ``split``.
 
   Args:
     source: a random-access source (``__len__``, ``__getitem__`` -> raw dict,
       ``__repr__``) to read instead of the TFDS dataset.
-    process_index, process_count: this host's shard (default: jax's).
+    shard: the data shard to load (default: this process's in the config's
+      mesh, :func:`sharding.data_shard`; replica processes load the same).
   """
   d = config.data
-  pi, pc = _process(process_index, process_count)
-  host_batch = _check(config, tokenizer, pc)
+  shard = _shard(config, shard)
+  si, sc = shard.index, shard.count
+  host_batch = _check(config, tokenizer, shard)
   ds = grain.MapDataset.source(_source(config, split, source))
-  if len(ds) < pc:
-    raise ValueError(f"split {split!r} has {len(ds)} examples for {pc} processes")
-  ds = ds[:len(ds) // pc * pc][pi::pc]  # equal, disjoint shares
-  seed = int(np.random.SeedSequence([d.shuffle_seed, pi]).generate_state(1)[0])
+  if len(ds) < sc:
+    raise ValueError(f"split {split!r} has {len(ds)} examples for {sc} data shards")
+  ds = ds[:len(ds) // sc * sc][si::sc]  # equal, disjoint shares
+  seed = int(np.random.SeedSequence([d.shuffle_seed, si]).generate_state(1)[0])
   ds = ds.seed(seed).shuffle().repeat()
   ds = ds.random_map(TrainTransform(
       tokenizer=tokenizer, spec=ExampleSpec.from_config(config.model),
       n_visual=num_visual_tokens(config.model), max_len=d.max_len,
       flip_prob=d.flip_prob, color_jitter=d.color_jitter, crop_scale=d.crop_scale,
       paraphrase=d.paraphrase_instructions,
-      event_targets=event_supervision.loss_weight(config) > 0))
+      event_targets=event_supervision.loss_weight(config) > 0,
+      template=d.get("chat_template", "gemma")))
   ds = ds.batch(host_batch, drop_remainder=True)
   it_ds = ds.to_iter_dataset(_read_options(d))
   if d.worker_count > 0:
@@ -241,6 +254,7 @@ class EvalTransform(grain.transforms.Map):
   spec: ExampleSpec
   n_visual: int
   max_len: int
+  template: str = "gemma"
 
   def map(self, element) -> dict:
     pad = not element  # padding: all zeros, invalid
@@ -252,46 +266,66 @@ class EvalTransform(grain.transforms.Map):
     else:
       ex = decode_example(element, self.spec)
     text = prompt.build_training_example(self.tokenizer, ex["caption"], self.n_visual,
-                                         self.max_len)
+                                         self.max_len, template=self.template)
     if pad:
       text["loss_mask"][:] = 0.0
     return dict(frames=ex["frames"], faces=ex["faces"], face_mask=ex["face_mask"],
                 face_boxes=ex["face_boxes"], **text,
-                prompt=prompt.build_prompt(self.tokenizer, self.n_visual),
+                prompt=prompt.build_prompt(self.tokenizer, self.n_visual,
+                                           template=self.template),
                 valid=np.bool_(not pad), id=ex["id"], caption=ex["caption"])
 
 
 def make_eval_batches(config, tokenizer, split: str, *, source=None,
-                      process_index: int | None = None,
-                      process_count: int | None = None) -> grain.IterDataset:
-  """Every example of this host's share of ``split`` once, in order, canonical
-  instruction, no augmentation; the last batch is padded (``valid`` False).
-  Every host yields the same number of batches. Iterate it as often as needed.
+                      shard: sharding.DataShard | None = None) -> grain.IterDataset:
+  """Every example of this host's data shard of ``split`` (every
+  ``shard.count``-th from ``shard.index``, :func:`eval_shard_size` of them)
+  once, in order, canonical instruction, no augmentation; the last batch is
+  padded (``valid`` False). Every host yields the same number of batches.
+  Iterate it as often as needed.
   """
   d = config.data
-  pi, pc = _process(process_index, process_count)
-  host_batch = _check(config, tokenizer, pc)
+  shard = _shard(config, shard)
+  host_batch = _check(config, tokenizer, shard)
   src = _source(config, split, source)
-  per_host = math.ceil(len(src) / pc)
+  per_host = math.ceil(len(src) / shard.count)
   length = math.ceil(per_host / host_batch) * host_batch
-  ds = grain.MapDataset.source(_PaddedShard(src, pi, pc, length))
+  ds = grain.MapDataset.source(_PaddedShard(src, shard.index, shard.count, length))
   ds = ds.map(EvalTransform(tokenizer=tokenizer, spec=ExampleSpec.from_config(config.model),
-                            n_visual=num_visual_tokens(config.model), max_len=d.max_len))
+                            n_visual=num_visual_tokens(config.model), max_len=d.max_len,
+                            template=d.get("chat_template", "gemma")))
   return ds.batch(host_batch).to_iter_dataset(_read_options(d))
 
 
+def eval_shard_size(num_examples: int, shard: sharding.DataShard) -> int:
+  """How many real (valid) examples of a split of ``num_examples`` the data
+  shard ``shard`` captions in :func:`make_eval_batches`."""
+  return len(range(shard.index, num_examples, shard.count))
+
+
 # -- host -> device --------------------------------------------------------------------
+@functools.lru_cache(maxsize=16)
+def _num_data_shards(mesh: Mesh) -> int:
+  return sharding.data_shard(mesh).count
+
+
 def to_global(batch_np: dict, mesh: Mesh) -> dict[str, jax.Array]:
   """Host-local numeric arrays -> global jax.Arrays, batch axis sharded over
-  ("data", "fsdp"); text fields (id, caption) stay on the host and are dropped."""
+  ("data", "fsdp"); text fields (id, caption) stay on the host and are dropped.
+
+  The host batch is this process's data shard (:func:`sharding.data_shard`):
+  the global batch has ``count ×`` its rows; processes of one shard (replicas)
+  must pass identical rows, as :func:`make_train_iterator` gives them."""
   out = {}
+  count = _num_data_shards(mesh)
   for name, x in batch_np.items():
     x = np.asarray(x)
     if x.dtype.kind not in "biuf":
       continue
     spec = sharding.named_sharding(mesh, ("batch",) + (None,) * (x.ndim - 1))
     try:
-      out[name] = jax.make_array_from_process_local_data(spec, x)
+      out[name] = jax.make_array_from_process_local_data(
+          spec, x, (x.shape[0] * count,) + x.shape[1:])
     except ValueError as e:
       raise ValueError(f"to_global: batch field {name!r} of shape {x.shape} cannot be "
                        f"sharded over mesh {dict(mesh.shape)}: {e}") from e

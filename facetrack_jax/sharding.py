@@ -23,8 +23,9 @@ Usage::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 from flax import nnx
@@ -84,6 +85,95 @@ def make_mesh(shape: Sequence[int], axes: Sequence[str] = MESH_AXES,
                      f"have {len(devices)}")
   return jax.make_mesh(tuple(shape), tuple(axes),
                        axis_types=(AxisType.Auto,) * len(axes), devices=devices)
+
+
+def mesh_from_config(mesh_cfg, devices=None) -> Mesh:
+  """The mesh of ``config.mesh``: ``shape`` (global, over :data:`MESH_AXES`,
+  one -1 allowed) and optionally ``dcn_shape``, how many *processes* each axis
+  spans (product = process count; default: processes along the first axis
+  that is not 1, as ``jax.make_mesh`` lays them out).
+
+  With ``dcn_shape`` the devices are arranged by
+  ``mesh_utils.create_hybrid_device_mesh(..., process_is_granule=True)``:
+  e.g. 2 hosts × 4 devices, ``shape=(4, 1, 2)``, ``dcn_shape=(1, 1, 2)``
+  puts each tensor pair on two hosts (each host holds a whole replica of the
+  batch: :func:`data_shard`).
+  """
+  shape = tuple(mesh_cfg.shape)
+  dcn = tuple(mesh_cfg.get("dcn_shape") or ())
+  if not dcn:
+    return make_mesh(shape, devices=devices)
+  from jax.experimental import mesh_utils
+  devices = jax.devices() if devices is None else devices
+  n_proc = len({d.process_index for d in devices})
+  if len(dcn) != len(MESH_AXES) or math.prod(dcn) != n_proc:
+    raise ValueError(f"config.mesh.dcn_shape={dcn}: needs one entry per mesh axis "
+                     f"{MESH_AXES} whose product is the {n_proc} processes")
+  full = list(make_mesh(shape, devices=devices).devices.shape)  # resolves the -1
+  if any(f % d for f, d in zip(full, dcn)):
+    raise ValueError(f"config.mesh.dcn_shape={dcn} does not divide the mesh shape "
+                     f"{tuple(full)}")
+  ici = tuple(f // d for f, d in zip(full, dcn))
+  try:
+    arr = mesh_utils.create_hybrid_device_mesh(ici, dcn, devices, process_is_granule=True)
+  except ValueError as e:
+    raise ValueError(f"config.mesh: shape {tuple(full)} with dcn_shape {dcn} does not fit "
+                     f"{len(devices)} devices on {n_proc} processes: {e}") from e
+  return Mesh(arr, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES))
+
+
+@dataclasses.dataclass(frozen=True)
+class DataShard:
+  """The part of the global batch one process loads.
+
+  Processes whose devices hold the same batch rows (replicas along an axis the
+  batch is not split over, e.g. ``tensor`` spanning hosts) form one data
+  shard: they load identical data. ``index`` in ``[0, count)``; the global
+  batch is ``count`` host batches of ``batch_size // count`` rows. ``leader``:
+  this is the lowest process of its shard (it writes the shard's iterator
+  state; its predictions stand for the shard's).
+  """
+  index: int
+  count: int
+  leader: bool = True
+  processes: tuple[int, ...] = (0,)   # the processes of this shard
+
+
+def data_shards(mesh: Mesh, process_of: Callable | None = None) -> dict[int, DataShard]:
+  """``{process: DataShard}`` from the devices' places in the mesh's batch
+  axes (``RULES["batch"]``). ``process_of(device)`` (default: its
+  ``process_index``) names a device's process.
+
+  Raises ``ValueError`` if two processes need overlapping but different rows
+  (a layout whose hosts cannot each load one equal, contiguous share)."""
+  process_of = process_of or (lambda d: d.process_index)
+  batch_axes = logical_to_spec(("batch",))[0]
+  batch_axes = (batch_axes,) if isinstance(batch_axes, str) else tuple(batch_axes or ())
+  n = math.prod(mesh.shape[a] for a in batch_axes)  # one row per batch shard
+  index_map = NamedSharding(mesh, P(batch_axes or None)).devices_indices_map((n,))
+  rows: dict[int, set[int]] = {}
+  for device, idx in index_map.items():
+    sl = idx[0]
+    rows.setdefault(process_of(device), set()).update(range(n)[sl])
+  groups = sorted({frozenset(r) for r in rows.values()}, key=min)
+  sizes = {len(g) for g in groups}
+  if sum(map(len, groups)) != n or len(sizes) != 1:
+    raise ValueError(
+        f"mesh {dict(mesh.shape)} (devices {mesh.devices.shape}): processes hold "
+        f"overlapping or unequal parts of the batch (rows per process: "
+        f"{ {p: sorted(r) for p, r in sorted(rows.items())} }); "
+        "arrange the mesh so that each process's devices hold whole batch shards")
+  out = {}
+  for i, g in enumerate(groups):
+    procs = tuple(sorted(p for p, r in rows.items() if r == g))
+    for p in procs:
+      out[p] = DataShard(i, len(groups), p == procs[0], procs)
+  return out
+
+
+def data_shard(mesh: Mesh) -> DataShard:
+  """This process's :class:`DataShard` of ``mesh``."""
+  return data_shards(mesh)[jax.process_index()]
 
 
 def single_device_mesh() -> Mesh:

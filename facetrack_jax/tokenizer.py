@@ -122,6 +122,14 @@ class Tokenizer:
       ids = ids[:ids.index(self.eos_id)]
     return self._sp.decode(ids)
 
+  def piece_id(self, piece: str) -> int:
+    """The id of ``piece`` (a special token by name, e.g. ``<|vision_start|>``);
+    ``KeyError`` naming it if the model has no such piece."""
+    i = self._find(piece)
+    if i is None:
+      raise KeyError(f"tokenizer {self.path or '<proto>'} has no piece {piece!r}")
+    return i
+
   def id_to_piece(self, i: int) -> str:
     return self._sp.id_to_piece(int(i))
 

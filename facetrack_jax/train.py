@@ -14,7 +14,9 @@ run with an error naming the step; that state is not saved.
 Multi-host: every process runs this same command; ``jax.distributed`` is
 initialised from ``config.distributed`` or the environment
 (``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``), and
-each process reads its own disjoint share of the data.
+each process loads the batch rows its devices hold in the mesh: its data
+shard (``sharding.data_shards``; disjoint shares, identical data on hosts that
+hold replicas of one shard, e.g. a tensor axis across hosts).
 """
 
 from __future__ import annotations
@@ -101,15 +103,57 @@ class PreemptionWatch:
 
 
 # -- initial weights ---------------------------------------------------------------
+class ConfigError(ValueError):
+  """The config names inputs that do not exist or do not fit together."""
+
+
 def _pure_params(module) -> dict:
   return nnx.to_pure_dict(nnx.state(module, nnx.Param))
 
 
+def check_init_files(config) -> None:
+  """Every non-empty ``config.init.*`` path exists (a ``.safetensors`` file or
+  a directory holding some; ``checkpoint``: a directory), checked before
+  anything is built or allocated. Raises :class:`ConfigError` naming every
+  missing one."""
+  init = config.get("init") or {}
+  problems = []
+  for name in ("vit", "face_vit", "lm"):
+    path = init.get(name)
+    if not path:
+      continue
+    if os.path.isdir(path):
+      if not any(f.endswith(".safetensors") for f in os.listdir(path)):
+        problems.append(f"config.init.{name}={path}: directory holds no *.safetensors")
+    elif not os.path.isfile(path):
+      problems.append(f"config.init.{name}={path}: no such file or directory")
+  ckpt = init.get("checkpoint")
+  if ckpt:
+    if any(init.get(n) for n in ("vit", "face_vit", "lm")):
+      problems.append(f"config.init.checkpoint={ckpt} replaces every param: leave "
+                      "config.init.vit / face_vit / lm empty")
+    if not os.path.isdir(ckpt):
+      problems.append(f"config.init.checkpoint={ckpt}: no such directory (a training "
+                      "run's W/checkpoints)")
+  if problems:
+    raise ConfigError("missing or conflicting initial weights:\n  " + "\n  ".join(problems)
+                      + "\n(download the HF snapshots and point config.init.* at them, "
+                      "or set them to '' to start from a fresh init)")
+
+
 def imported_params(config, mesh):
   """``params -> params`` replacing towers by ``config.init.{vit, face_vit, lm}``
-  safetensors checkpoints (empty path: keep the fresh init)."""
+  safetensors checkpoints (empty path: keep the fresh init), or every param by
+  the latest of ``config.init.checkpoint`` (a training run's checkpoints)."""
   init = config.get("init") or {}
   m = config.model
+  if init.get("checkpoint"):
+    def from_checkpoint(params):
+      abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                                             sharding=x.sharding), params)
+      logging.info("init all params from %s", init["checkpoint"])
+      return checkpoint.restore_params(init["checkpoint"], abstract)
+    return from_checkpoint
   loads = {}
   if init.get("vit"):
     loads["vit"] = ("vit", m.vit, init["vit"])
@@ -221,16 +265,20 @@ def train(config, workdir: str, *, model_factory=train_step.default_model_factor
 
   initialize_distributed(config.get("distributed") or {})
   _check_config(config)
+  check_init_files(config)   # before the tokenizer, the data and any allocation
   t = config.train
   event_weight = event_supervision.loss_weight(config)
   workdir = os.path.abspath(workdir)
-  mesh = sharding.make_mesh(tuple(config.mesh.shape))
+  mesh = sharding.mesh_from_config(config.mesh)
+  shard = sharding.data_shard(mesh)
+  logging.info("data shard %d of %d (processes %s)", shard.index, shard.count, shard.processes)
   tokenizer = Tokenizer(config.data.tokenizer)
-  data_iter = input_pipeline.make_train_iterator(config, tokenizer, source=source)
+  data_iter = input_pipeline.make_train_iterator(config, tokenizer, source=source, shard=shard)
 
   setup = train_step.make_setup(config, mesh, model_factory)
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
-                                 keep=t.keep_checkpoints, async_save=t.async_checkpointing)
+                                 keep=t.keep_checkpoints, async_save=t.async_checkpointing,
+                                 data_shard=shard)
   start, state = ckpt.restore_latest_good(setup.abstract_state, data_iter)
   if start is not None:
     logging.info("resuming from step %d in %s", start, ckpt.directory)
@@ -301,6 +349,9 @@ def main(argv) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:
     out = train(_CONFIG.value, _WORKDIR.value)
+  except ConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   except NonFiniteLossError as e:
     logging.error("%s", e)
     print(f"error: {e}", file=sys.stderr)

@@ -10,7 +10,7 @@ import grain
 import jax
 
 from configs import tiny
-from facetrack_jax import augment, events, input_pipeline, sharding
+from facetrack_jax import augment, checkpoint, events, input_pipeline, sharding
 from facetrack_jax import tokenizer as tok_lib
 from facetrack_jax.models.facetrack import num_visual_tokens
 
@@ -192,13 +192,46 @@ def test_iterator_state_resume(tok, tmp_path):
   restored = _train_it(tok)
   mngr.restore(3, args=ocp.args.Composite(data_iter=grain.checkpoint.CheckpointRestore(restored)))
   assert all(_equal(e, next(restored)) for e in expected)
+  # A checkpoint of grain's own handler (process_0-of-1.json) restores through ours.
+  mngr.close()
+  legacy = _train_it(tok)
+  with ocp.CheckpointManager(tmp_path / "ckpt") as fresh_mngr:  # a new run
+    fresh_mngr.restore(3, args=ocp.args.Composite(data_iter=checkpoint.DataIterRestore(
+        legacy, sharding.DataShard(0, 1))))
+  assert all(_equal(e, next(legacy)) for e in expected)
+
+
+def test_iterator_state_is_per_data_shard(tok, tmp_path):
+  """The position is saved per data shard, by the shard's leader only;
+  restoring for another shard count stops with both counts named."""
+  shard = sharding.DataShard(1, 2, True, (1,))
+  it = _train_it(tok, shard=shard)
+  next(it)
+  mngr = ocp.CheckpointManager(tmp_path / "ckpt")
+  mngr.save(1, args=ocp.args.Composite(data_iter=checkpoint.DataIterSave(it, shard)))
+  mngr.save(2, args=ocp.args.Composite(data_iter=checkpoint.DataIterSave(
+      it, sharding.DataShard(1, 2, False, (0, 1)))))  # a replica: writes nothing
+  mngr.wait_until_finished()
+  expected = next(it)
+  assert sorted(p.name for p in (tmp_path / "ckpt" / "1" / "data_iter").glob("*.json")) == [
+      "shard_1-of-2.json"]
+  assert not list((tmp_path / "ckpt" / "2" / "data_iter").glob("*.json"))
+  again = _train_it(tok, shard=shard)
+  mngr.restore(1, args=ocp.args.Composite(data_iter=checkpoint.DataIterRestore(again, shard)))
+  assert _equal(expected, next(again))
+  with pytest.raises(checkpoint.DataShardCountError,
+                     match=r"saved by 2 data shard\(s\) \(shard_1-of-2.json\); this run "
+                           r"loads 3 data shard\(s\)"):
+    mngr.restore(1, args=ocp.args.Composite(data_iter=checkpoint.DataIterRestore(
+        _train_it(tok, _config(batch_size=6), shard=sharding.DataShard(1, 3)),
+        sharding.DataShard(1, 3))))
   mngr.close()
 
 
 def test_hosts_read_disjoint_clips(tok):
   seen = []
   for pi in range(2):
-    it = _train_it(tok, process_index=pi, process_count=2)
+    it = _train_it(tok, shard=sharding.DataShard(pi, 2))
     idx = np.concatenate([next(it)["id"] for _ in range(N // B)])
     assert next(it)["tokens"].shape[0] == B // 2  # per-host batch
     assert len(set(idx)) == N // 2
@@ -215,8 +248,8 @@ def test_bad_example_and_config_errors(tok):
   config.model.visual_token_id = 7
   with pytest.raises(ValueError, match="visual_token_id = 7"):
     _train_it(tok, config)
-  with pytest.raises(ValueError, match="not divisible by the 3 processes"):
-    _train_it(tok, process_index=0, process_count=3)
+  with pytest.raises(ValueError, match="not divisible by the 3 data shards"):
+    _train_it(tok, shard=sharding.DataShard(0, 3))
 
 
 # -- evaluation and global arrays --------------------------------------------------------
@@ -224,9 +257,12 @@ def test_eval_batches_cover_all_once_padded(tok):
   src = FakeClips(n=11)
   ids, counts = [], []
   for pi in range(2):
+    shard = sharding.DataShard(pi, 2)
     batches = list(input_pipeline.make_eval_batches(_config(), tok, "test", source=src,
-                                                    process_index=pi, process_count=2))
+                                                    shard=shard))
     counts.append(len(batches))
+    assert sum(int(b["valid"].sum()) for b in batches) == input_pipeline.eval_shard_size(
+        len(src), shard)
     for b in batches:
       assert b["tokens"].shape == (2, L) and b["prompt"].ndim == 2
       ids += [i for i, v in zip(b["id"], b["valid"]) if v]
@@ -236,11 +272,12 @@ def test_eval_batches_cover_all_once_padded(tok):
           assert c == _caption(int(i.split("-")[1]))  # reference, never flipped
   assert counts == [3, 3]  # 6 and 5 clips, batches of 2
   assert sorted(ids) == sorted(f"clip-{i}" for i in range(11))
+  shard = sharding.DataShard(0, 2)
   again = list(input_pipeline.make_eval_batches(_config(), tok, "test", source=src,
-                                                process_index=0, process_count=2))
+                                                shard=shard))
   assert all(_equal(x, y) for x, y in zip(
       again, input_pipeline.make_eval_batches(_config(), tok, "test", source=src,
-                                              process_index=0, process_count=2)))
+                                              shard=shard)))
 
 
 def test_to_global_shards_batch_over_data_and_fsdp(tok):

@@ -81,3 +81,48 @@ def test_paraphrases_sampled_deterministically(tok):
   ex_c = prompt.build_training_example(tok, CAPTIONS[1], 4, 200, None)
   assert tok.decode(ex_a["targets"][ex_a["loss_mask"] == 1]) == CAPTIONS[1]
   assert tok.decode(ex_c["targets"][ex_c["loss_mask"] == 1]) == CAPTIONS[1]
+
+
+QWEN2_PIECES = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>",
+                "<|vision_end|>", "<|video_pad|>")
+
+
+def test_qwen2_chat_template_text_and_end_token():
+  """The "qwen2" layout is Qwen2's chat format with Qwen2-VL's vision markers,
+  piece for piece; the caption ends with <|im_end|> (the loss covers it)."""
+  import io
+  import sentencepiece as spm
+  model = io.BytesIO()
+  spm.SentencePieceTrainer.train(
+      sentence_iterator=iter(CAPTIONS * 20 + list(prompt.tokenizer_training_text())
+                             + ["system\nYou are a helpful assistant.", "assistant\n"]),
+      model_writer=model, vocab_size=350, pad_id=0, unk_id=1, bos_id=3, eos_id=2,
+      control_symbols=list(QWEN2_PIECES), byte_fallback=True, character_coverage=1.0,
+      normalization_rule_name="identity", remove_extra_whitespaces=False,
+      add_dummy_prefix=False, num_threads=1, minloglevel=2)
+  tok = tok_lib.Tokenizer(model_proto=model.getvalue(), visual_piece="<|video_pad|>",
+                          start_of_turn_piece="<|im_start|>", end_of_turn_piece="<|im_end|>")
+  specials = {tok.piece_id(p) for p in QWEN2_PIECES}
+  p = prompt.build_prompt(tok, 3, template="qwen2")
+  # Render: special ids by name, text runs decoded.
+  text, run = "", []
+  for i in p.tolist() + [-1]:
+    if i in specials or i == -1:
+      text += tok.decode(run) + (tok.id_to_piece(i) if i != -1 else "")
+      run = []
+    else:
+      run.append(i)
+  assert text == ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+                  "<|im_start|>user\n<|vision_start|>" + "<|video_pad|>" * 3 + "<|vision_end|>"
+                  + prompt.INSTRUCTION + "<|im_end|>\n<|im_start|>assistant\n")
+  end = prompt.end_id(tok, "qwen2")
+  assert end == tok.piece_id("<|im_end|>") != tok.eos_id
+  ex = prompt.build_training_example(tok, CAPTIONS[0], 3, 256, template="qwen2")
+  masked = ex["targets"][ex["loss_mask"] == 1]
+  assert masked[-1] == end and tok.decode(masked[:-1]) == CAPTIONS[0]
+  # Our own SentencePiece models lack Qwen2's pieces: named in the error.
+  with pytest.raises(ValueError, match=r"'<\|vision_start\|>' \(vision_start\)"):
+    prompt.build_prompt(tok_lib.train_tokenizer(CAPTIONS * 20, vocab_size=350), 3,
+                        template="qwen2")
+  with pytest.raises(ValueError, match="unknown"):
+    prompt.build_prompt(tok, 3, template="llama9")

@@ -247,7 +247,8 @@ class Facetrack(tfds.core.GeneratorBasedBuilder):
       jobs[split] = []
       for e in entries:
         gt = root / "ground_truth" / f"{e.id}.json"
-        sheet = (os.path.join(self._contact_sheet_dir, split, e.id.replace("/", "_") + ".png")
+        # ids are safe file names (annotations.unsafe_id)
+        sheet = (os.path.join(self._contact_sheet_dir, split, e.id + ".png")
                  if self._contact_sheet_dir else None)
         jobs[split].append(ClipJob(split, e, str(root / e.video),
                                    str(gt) if gt.is_file() else None, sheet))

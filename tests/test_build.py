@@ -142,6 +142,8 @@ def mixed_inputs(synthetic_build, tmp_path_factory):
              np.repeat(np.linspace(0, 255, frames[0].size).reshape(
                  (1,) + frames.shape[1:]).astype(np.uint8), 12, axis=0))
   _write_mp4(bad_dir / "oneframe.mp4", frames[:1])
+  outside = root.parent / f"{root.name}_outside.mp4"   # a good video outside the root
+  shutil.copy(first, outside)
   bad = {  # id -> expected stage(s)
       "zero": ({"id": "zero", "video": "bad/zero.mp4", "caption": "c"}, {"open"}),
       "truncated": ({"id": "truncated", "video": "bad/truncated.mp4", "caption": "c"},
@@ -155,6 +157,13 @@ def mixed_inputs(synthetic_build, tmp_path_factory):
       "nocaption": ({"id": "nocaption", "video": good[1]["video"], "caption": ""},
                     {"annotation"}),
       "novideo": ({"id": "novideo", "caption": "c"}, {"annotation"}),
+      # names that leave the video root (the file they name exists and is good)
+      "updir": ({"id": "updir", "video": f"../{outside.name}", "caption": "c"},
+                {"annotation"}),
+      "absolute": ({"id": "absolute", "video": str(outside), "caption": "c"},
+                   {"annotation"}),
+      "../escape": ({"id": "../escape", "video": good[1]["video"], "caption": "c"},
+                    {"annotation"}),
   }
   recs = [r for r, _ in bad.values()]
   train = good[:2] + recs[:4] + good[2:3] + recs[4:]
@@ -194,7 +203,10 @@ def test_cli_skips_and_records_every_bad_input(mixed_inputs, tmp_path, capsys):
   assert summary["clips_ok"] == len(good_train) + len(good_test)
   assert summary["clips_skipped"] == len(bad) + 1
   assert sum(summary["skipped_by_stage"].values()) == len(bad) + 1
-  assert summary["skipped_by_stage"]["annotation"] == 2
+  assert summary["skipped_by_stage"]["annotation"] == 5
+  assert "'..' component" in by_id["updir"]["reason"]
+  assert "absolute path" in by_id["absolute"]["reason"]
+  assert "path separator" in by_id["../escape"]["reason"]
   assert summary["dropped_splits"] == ["val"]
   assert summary["track_selection"]["clips_with_ground_truth"] == len(good_train) + len(good_test)
   assert f"{summary['clips_ok']} of {summary['clips_total']} clips built" in printed

@@ -26,7 +26,10 @@ version directory holds ``errors.jsonl`` (split, id, path, stage, reason) and
 ``build_summary.json`` next to the ArrayRecord shards (and, for clips with
 ground truth, ``ground_truth_scores.jsonl``: each clip's score, the per-frame
 identities and the descriptor distance it was linked with). One clip's work is
-``clip_job.run_job``; the summary is ``build_summary.summarize``. Reading (any process):
+``clip_job.run_job``; with ``workers > 1`` clips run in ``clip_pool.ClipPool``,
+where a worker that dies (segfault, OOM kill) costs only its clip (stage
+"worker", "worker died: signal SIGSEGV"); the summary is
+``build_summary.summarize``. Reading (any process):
 
   ds = tfds.data_source("facetrack/synthetic", data_dir=D, split="train",
                         download=False)   # or open_split(D, "synthetic", "train")
@@ -38,7 +41,6 @@ import dataclasses
 import functools
 import itertools
 import json
-import multiprocessing
 import os
 import pathlib
 import time
@@ -51,8 +53,8 @@ from etils import epath
 
 from data_prep import annotations as ann_lib
 from data_prep.build_summary import summarize
-from data_prep.clip_job import (ClipJob, ClipOutcome, error_record, init_worker, run_job,
-                                worker_threads)
+from data_prep.clip_job import ClipJob, ClipOutcome, error_record, run_job, worker_threads
+from data_prep.clip_pool import ClipPool
 
 NAME = "facetrack"
 ERRORS_FILE = "errors.jsonl"
@@ -269,19 +271,21 @@ class Facetrack(tfds.core.GeneratorBasedBuilder):
                           unit="clip", disable=not self._progress)
     if self._workers > 1 and total > 1:
       n = min(self._workers, total)
-      self._pool = multiprocessing.get_context("spawn").Pool(
-          n, initializer=init_worker, initargs=(worker_threads(n),))
+      self._pool = ClipPool(run, n, worker_threads(n))
     generators = {}
     for split, js in jobs.items():
       # TFDS cannot write an empty split: find each split's first good clip
-      # here (in process), so a split with none is dropped, not fatal.
-      first, i = None, 0
-      while first is None and i < len(js):
-        first, i = self._note(run(js[i])), i + 1
+      # here, so a split with none is dropped, not fatal. The rest of the
+      # split is processed when TFDS writes it (the pool works ahead a little).
+      outcomes = self._pool.imap(js) if self._pool else map(run, js)
+      first = None
+      for out in outcomes:
+        if (first := self._note(out)) is not None:
+          break
       if first is None:
         self._dropped.append(split)
       else:
-        generators[split] = itertools.chain([first], self._examples(run, js[i:]))
+        generators[split] = itertools.chain([first], self._examples(outcomes))
     if not generators:
       self._finish(0.0)  # raises NothingBuiltError
     return generators
@@ -292,9 +296,7 @@ class Facetrack(tfds.core.GeneratorBasedBuilder):
     self._bar.update(1)
     return None if out.example is None else (out.record["id"], out.example)
 
-  def _examples(self, run, jobs: list[ClipJob]):
-    """Lazy: the pool starts on a split's clips only when TFDS writes it."""
-    outcomes = self._pool.imap(run, jobs) if self._pool else map(run, jobs)
+  def _examples(self, outcomes):
     for out in outcomes:
       if (key_example := self._note(out)) is not None:
         yield key_example
@@ -311,7 +313,7 @@ class Facetrack(tfds.core.GeneratorBasedBuilder):
       super()._download_and_prepare(dl_manager, download_config)
     finally:
       if self._pool is not None:
-        self._pool.terminate()
+        self._pool.close()
       if self._bar is not None:
         self._bar.close()
     if self._use_beam:  # per-clip records were written by the pipeline

@@ -136,13 +136,17 @@ def _thread_settings():
   return cv2.getNumThreads(), video.DECODE_THREADS
 
 
-def test_build_workers_start_with_their_share_of_the_threads():
-  """data_prep.builder's pool initializer (clip_job.init_worker)."""
-  import multiprocessing
+def _thread_settings_outcome(job):
   from data_prep import clip_job
-  with multiprocessing.get_context("spawn").Pool(
-      1, initializer=clip_job.init_worker, initargs=(1,)) as pool:
-    assert pool.apply(_thread_settings) == (1, 1)
+  return clip_job.ClipOutcome({"id": job.entry.id, "threads": _thread_settings()})
+
+
+def test_build_workers_start_with_their_share_of_the_threads():
+  """data_prep.builder's worker pool (clip_pool.ClipPool runs clip_job.init_worker)."""
+  from data_prep import annotations, clip_job, clip_pool
+  job = clip_job.ClipJob("train", annotations.Entry("x", "s/x.mp4", "c"), "s/x.mp4")
+  with clip_pool.ClipPool(_thread_settings_outcome, 1, threads=1) as pool:
+    assert [o.record for o in pool.imap([job])] == [{"id": "x", "threads": (1, 1)}]
   assert video.DECODE_THREADS == 0   # this process keeps the defaults
 
 

@@ -70,9 +70,17 @@ def parse_args(argv=None) -> argparse.Namespace:
                       "(dlib_hog: faces from 40 px) or min_neighbors=2 (haar); see "
                       "data_prep/detect.py and detect_dlib.py. Non-default "
                       "arguments show in the config name")
+  p.add_argument("--max-video-frames", type=int, default=5400,
+                 help="refuse videos longer than this many frames (default 5400: 3 min "
+                      "at 30 fps; 0: no cap), recorded in errors.jsonl: decode, 'too "
+                      "long: ...'. Counted while decoding, so a container that "
+                      "declares too few frames is caught too; non-default values "
+                      "show in the config name (_maxfN)")
   p.add_argument("--config-name", help="override the derived config name")
   p.add_argument("--workers", type=int, default=0,
-                 help="worker processes for clip processing (0/1: in process)")
+                 help="worker processes for clip processing (0: in this process). A "
+                      "worker that dies (segfault, OOM kill) costs only its clip, "
+                      "recorded in errors.jsonl (stage 'worker')")
   p.add_argument("--contact-sheets", metavar="DIR", help="write one PNG per clip here")
   p.add_argument("--overwrite", action="store_true", help="rebuild an existing dataset")
   p.add_argument("--beam", action="store_true",
@@ -85,6 +93,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.error("give either --synthetic or --annotations (with --video-root)")
   if args.annotations and not args.video_root:
     p.error("--annotations needs --video-root")
+  if args.max_video_frames < 0:
+    p.error(f"--max-video-frames must be >= 0 (0: no cap), got {args.max_video_frames}")
   splits = {}
   for item in args.annotations:
     split, _, path = item.partition("=")
@@ -111,7 +121,7 @@ def make_builder(args) -> builder_lib.Facetrack:
   fields = dict(num_frames=args.num_frames, frame_size=args.frame_size,
                 face_size=args.face_size, margin=args.margin, detector=args.detector,
                 detector_args=args.detector_args, front_end=args.front_end,
-                align_crops=args.align_crops)
+                align_crops=args.align_crops, max_video_frames=args.max_video_frames)
   if args.synthetic:
     fields.update(num_train=args.num_train, num_test=args.num_test, seed=args.seed,
                   takes=args.takes)

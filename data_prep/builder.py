@@ -26,7 +26,7 @@ version directory holds ``errors.jsonl`` (split, id, path, stage, reason) and
 ``build_summary.json`` next to the ArrayRecord shards (and, for clips with
 ground truth, ``ground_truth_scores.jsonl``: each clip's score, the per-frame
 identities and the descriptor distance it was linked with). One clip's work is
-``clip_job.run_job``; with ``workers > 1`` clips run in ``clip_pool.ClipPool``,
+``clip_job.run_job``; with ``workers >= 1`` clips run in ``clip_pool.ClipPool``,
 where a worker that dies (segfault, OOM kill) costs only its clip (stage
 "worker", "worker died: signal SIGSEGV"); the summary is
 ``build_summary.summarize``. Reading (any process):
@@ -88,6 +88,7 @@ class FacetrackConfig(tfds.core.BuilderConfig):
   front_end: str = ""      # "synthetic" or "real" (pipeline.FRONT_ENDS); "": by kind
   align_crops: bool = False  # face crops turned so the eyes are level (crop.crop_aligned)
   min_video_frames: int = 2  # a still cannot show facial dynamics: skipped
+  max_video_frames: int = 5400  # longer videos are refused (PrepConfig); 0: no cap
   num_train: int = 2000
   num_test: int = 200
   seed: int = 0
@@ -97,7 +98,8 @@ class FacetrackConfig(tfds.core.BuilderConfig):
 _NAME_TAGS = (("num_frames", "t"), ("frame_size", "f"), ("face_size", "s"),
               ("margin", "m"), ("detector", ""), ("detector_args", "det-"),
               ("front_end", "fe-"), ("align_crops", "aligned"),
-              ("min_video_frames", "minf"), ("num_train", "train"),
+              ("min_video_frames", "minf"), ("max_video_frames", "maxf"),
+              ("num_train", "train"),
               ("num_test", "test"), ("seed", "seed"), ("takes", "k"))
 _SYNTHETIC_ONLY = ("num_train", "num_test", "seed", "takes")
 
@@ -140,7 +142,8 @@ def front_end_of(cfg: FacetrackConfig) -> str:
 class Facetrack(tfds.core.GeneratorBasedBuilder):
   """Face-track clips (see module docstring). Extra constructor kwargs are
   only needed to *build*: ``annotations`` ({split: json path}) and
-  ``video_root`` for fecbench, ``workers`` (processes; 0/1 = in process),
+  ``video_root`` for fecbench, ``workers`` (processes, ``clip_pool.ClipPool``;
+  0 = in this process, where a crashing decoder takes the build with it),
   ``contact_sheet_dir`` (one PNG per clip), ``progress`` (tqdm bar)."""
 
   VERSION = tfds.core.Version("1.0.0")
@@ -202,7 +205,8 @@ class Facetrack(tfds.core.GeneratorBasedBuilder):
     return pipeline.PrepConfig(num_frames=c.num_frames, frame_size=c.frame_size,
                                face_size=c.face_size, margin=c.margin,
                                detector_kwargs=tuple(c.detector_args),
-                               align_crops=c.align_crops, **front)
+                               align_crops=c.align_crops,
+                               max_video_frames=c.max_video_frames, **front)
 
   # --- inputs ---
 
@@ -269,7 +273,7 @@ class Facetrack(tfds.core.GeneratorBasedBuilder):
     total = sum(len(js) for js in jobs.values())
     self._bar = tqdm.tqdm(total=total, desc=f"{NAME}/{self.builder_config.name}",
                           unit="clip", disable=not self._progress)
-    if self._workers > 1 and total > 1:
+    if self._workers >= 1 and total:
       n = min(self._workers, total)
       self._pool = ClipPool(run, n, worker_threads(n))
     generators = {}

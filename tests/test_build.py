@@ -92,6 +92,18 @@ def test_crop_margin_reaches_the_pipeline():
   assert builder_lib.Facetrack(config=SYNTH).prep_config.margin == 0.25
 
 
+def test_video_length_cap_reaches_the_pipeline_and_names_the_config(tmp_path, capsys):
+  args = build.parse_args(["--synthetic", "--data-dir", str(tmp_path),
+                           "--max-video-frames", "300"])
+  b = build.make_builder(args)
+  assert b.builder_config.name == "synthetic_maxf300"
+  assert b.prep_config.max_video_frames == 300
+  assert builder_lib.Facetrack(config=SYNTH).prep_config.max_video_frames == 5400
+  with pytest.raises(SystemExit) as e:
+    build.parse_args(["--synthetic", "--data-dir", str(tmp_path), "--max-video-frames", "-1"])
+  assert e.value.code == 2 and "--max-video-frames" in capsys.readouterr().err
+
+
 def test_detector_args_reach_the_pipeline_and_name_the_config(tmp_path, capsys):
   args = build.parse_args(["--synthetic", "--data-dir", str(tmp_path), "--detector-arg",
                            "min_neighbors=2", "--detector-arg", "scale_factor=1.2"])

@@ -7,10 +7,13 @@
   # the synthetic set (generated, then processed the same way)
   python -m data_prep.build --synthetic --num-train 2000 --num-test 200 --data-dir D
 
-Bad clips are skipped and recorded in ``<D>/facetrack/<config>/1.0.0/errors.jsonl``;
+Bad clips are skipped and recorded in ``<D>/facetrack/<config>/1.0.0/errors.jsonl``
+(among them video paths or ids that leave the video root, videos longer than
+``--max-video-frames``, and clips whose worker process died);
 the build summary is printed and written to ``build_summary.json`` beside it.
-Exit status: 0 when at least one clip was built, 1 when none could be, 2 for
-bad arguments or an unreadable annotation file. Read the result with
+Exit status: 0 when at least one clip was built, 1 when none could be (or
+no worker process could start), 2 for bad arguments or an unreadable
+annotation file. Read the result with
 ``tfds.data_source("facetrack/<config>", data_dir=D, split=..., download=False)``.
 """
 
@@ -22,7 +25,7 @@ import sys
 
 import tensorflow_datasets as tfds
 
-from data_prep import build_summary, builder as builder_lib
+from data_prep import build_summary, builder as builder_lib, clip_pool
 from data_prep.annotations import AnnotationFileError
 
 _CLI = "python -m data_prep.build"
@@ -160,6 +163,9 @@ def main(argv=None) -> int:
   except (AnnotationFileError, builder_lib.BuildInputError) as e:
     print(f"{_CLI}: error: {e}", file=sys.stderr)
     return 2
+  except clip_pool.WorkerStartError as e:
+    print(f"{_CLI}: error: {e}", file=sys.stderr)
+    return 1
   except builder_lib.NothingBuiltError as e:
     print(build_summary.format_summary(e.summary), file=sys.stderr)
     print(f"{_CLI}: error: {e}", file=sys.stderr)

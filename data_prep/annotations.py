@@ -5,6 +5,15 @@ of ``{"id": str, "video": "<SOURCE>/<relative path>.mp4", "caption": str}``.
 The video path is relative to a *video root* the user supplies; ``source`` is
 its first path component ("DFEW", "CAER_mp4", ..., "synthetic").
 
+An annotation file may come from anyone, so its names are kept inside the
+video root (``unsafe_video_path``, ``unsafe_id``): a video path that is
+absolute (``/x.mp4``, ``C:/x.mp4``, ``//host/x.mp4``) or has a ``..``
+component is rejected, and so is an id that cannot be a file name as it
+stands (ids name ``<video root>/ground_truth/<id>.json`` and the contact
+sheet ``<id>.png``): one holding ``/``, ``\\`` or a control character, or
+``.`` / ``..``. Symbolic links *inside* the video root are followed: they are
+the user's own (e.g. ``<root>/DFEW -> /mnt/datasets/DFEW``), not the file's.
+
 A bad entry never costs the good ones: each is turned into a
 ``ClipError(stage="annotation", ...)`` and loading goes on. Only a file that
 cannot be read at all (missing, not JSON, not a list) raises
@@ -16,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
+import re
 from typing import Any, Iterable
 
 from data_prep.errors import ClipError
@@ -45,6 +55,33 @@ def source_of(video: str) -> str:
   return parts[0] if parts else ""
 
 
+def unsafe_video_path(video: str) -> str | None:
+  """Why ``video`` (an annotation's path, meant relative to the video root)
+  could name a file outside the root, or None when it cannot: absolute
+  (``/``, ``\\``, a drive letter) or a ``..`` component ("/" and "\\" both
+  separate components, as ``source_of`` reads them)."""
+  if "\0" in video:
+    return "holds a NUL character"
+  norm = video.replace("\\", "/")
+  if norm.startswith("/") or re.match(r"[A-Za-z]:", norm):
+    return "is an absolute path; it must be relative to the video root"
+  if ".." in norm.split("/"):
+    return "has a '..' component: it would leave the video root"
+  return None
+
+
+def unsafe_id(clip_id: str) -> str | None:
+  """Why ``clip_id`` cannot be used as a file name (``ground_truth/<id>.json``,
+  ``<id>.png``), or None."""
+  if clip_id.strip() in (".", ".."):
+    return f"{clip_id!r} is not a file name"
+  if "/" in clip_id or "\\" in clip_id:
+    return "holds a path separator ('/' or '\\'); ids name files"
+  if any(ord(c) < 32 or ord(c) == 127 for c in clip_id):
+    return "holds a control character; ids name files"
+  return None
+
+
 def _entry_error(reason: str, *, clip_id: str | None, where: str) -> ClipError:
   return ClipError("annotation", reason, clip_id=clip_id, path=where)
 
@@ -64,8 +101,9 @@ def parse_entries(records: Iterable[Any], *, origin: str,
   Returns:
     ``(entries, errors)``: the good entries in file order and one ClipError
     (stage "annotation") per bad entry: not an object, missing/invalid id,
-    missing/empty video, missing/empty caption, duplicate id (the first
-    occurrence is kept).
+    missing/empty video, a video path or id that escapes the video root
+    (``unsafe_video_path``, ``unsafe_id``), missing/empty caption, duplicate
+    id (the first occurrence is kept).
   """
   seen = {} if seen is None else seen
   entries, errors = [], []
@@ -90,6 +128,14 @@ def parse_entries(records: Iterable[Any], *, origin: str,
     if not isinstance(video, str) or not video.strip():
       reason = "missing 'video'" if video is None else f"empty or invalid 'video' ({video!r})"
       errors.append(_entry_error(reason, clip_id=clip_id, where=where))
+      continue
+    if (why := unsafe_id(clip_id)) is not None:
+      errors.append(_entry_error(f"unsafe 'id' {clip_id!r}: {why}", clip_id=clip_id,
+                                 where=where))
+      continue
+    if (why := unsafe_video_path(video.strip())) is not None:
+      errors.append(_entry_error(f"unsafe 'video' {video.strip()!r}: {why}",
+                                 clip_id=clip_id, where=where))
       continue
     caption = rec.get("caption")
     if not isinstance(caption, str) or not caption.strip():

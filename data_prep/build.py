@@ -7,10 +7,13 @@
   # the synthetic set (generated, then processed the same way)
   python -m data_prep.build --synthetic --num-train 2000 --num-test 200 --data-dir D
 
-Bad clips are skipped and recorded in ``<D>/facetrack/<config>/1.0.0/errors.jsonl``;
+Bad clips are skipped and recorded in ``<D>/facetrack/<config>/1.0.0/errors.jsonl``
+(among them video paths or ids that leave the video root, videos longer than
+``--max-video-frames``, and clips whose worker process died);
 the build summary is printed and written to ``build_summary.json`` beside it.
-Exit status: 0 when at least one clip was built, 1 when none could be, 2 for
-bad arguments or an unreadable annotation file. Read the result with
+Exit status: 0 when at least one clip was built, 1 when none could be (or
+no worker process could start), 2 for bad arguments or an unreadable
+annotation file. Read the result with
 ``tfds.data_source("facetrack/<config>", data_dir=D, split=..., download=False)``.
 """
 
@@ -22,7 +25,7 @@ import sys
 
 import tensorflow_datasets as tfds
 
-from data_prep import build_summary, builder as builder_lib
+from data_prep import build_summary, builder as builder_lib, clip_pool
 from data_prep.annotations import AnnotationFileError
 
 _CLI = "python -m data_prep.build"
@@ -70,9 +73,17 @@ def parse_args(argv=None) -> argparse.Namespace:
                       "(dlib_hog: faces from 40 px) or min_neighbors=2 (haar); see "
                       "data_prep/detect.py and detect_dlib.py. Non-default "
                       "arguments show in the config name")
+  p.add_argument("--max-video-frames", type=int, default=5400,
+                 help="refuse videos longer than this many frames (default 5400: 3 min "
+                      "at 30 fps; 0: no cap), recorded in errors.jsonl: decode, 'too "
+                      "long: ...'. Counted while decoding, so a container that "
+                      "declares too few frames is caught too; non-default values "
+                      "show in the config name (_maxfN)")
   p.add_argument("--config-name", help="override the derived config name")
   p.add_argument("--workers", type=int, default=0,
-                 help="worker processes for clip processing (0/1: in process)")
+                 help="worker processes for clip processing (0: in this process). A "
+                      "worker that dies (segfault, OOM kill) costs only its clip, "
+                      "recorded in errors.jsonl (stage 'worker')")
   p.add_argument("--contact-sheets", metavar="DIR", help="write one PNG per clip here")
   p.add_argument("--overwrite", action="store_true", help="rebuild an existing dataset")
   p.add_argument("--beam", action="store_true",
@@ -85,6 +96,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.error("give either --synthetic or --annotations (with --video-root)")
   if args.annotations and not args.video_root:
     p.error("--annotations needs --video-root")
+  if args.max_video_frames < 0:
+    p.error(f"--max-video-frames must be >= 0 (0: no cap), got {args.max_video_frames}")
   splits = {}
   for item in args.annotations:
     split, _, path = item.partition("=")
@@ -111,7 +124,7 @@ def make_builder(args) -> builder_lib.Facetrack:
   fields = dict(num_frames=args.num_frames, frame_size=args.frame_size,
                 face_size=args.face_size, margin=args.margin, detector=args.detector,
                 detector_args=args.detector_args, front_end=args.front_end,
-                align_crops=args.align_crops)
+                align_crops=args.align_crops, max_video_frames=args.max_video_frames)
   if args.synthetic:
     fields.update(num_train=args.num_train, num_test=args.num_test, seed=args.seed,
                   takes=args.takes)
@@ -150,6 +163,9 @@ def main(argv=None) -> int:
   except (AnnotationFileError, builder_lib.BuildInputError) as e:
     print(f"{_CLI}: error: {e}", file=sys.stderr)
     return 2
+  except clip_pool.WorkerStartError as e:
+    print(f"{_CLI}: error: {e}", file=sys.stderr)
+    return 1
   except builder_lib.NothingBuiltError as e:
     print(build_summary.format_summary(e.summary), file=sys.stderr)
     print(f"{_CLI}: error: {e}", file=sys.stderr)

@@ -26,7 +26,10 @@ version directory holds ``errors.jsonl`` (split, id, path, stage, reason) and
 ``build_summary.json`` next to the ArrayRecord shards (and, for clips with
 ground truth, ``ground_truth_scores.jsonl``: each clip's score, the per-frame
 identities and the descriptor distance it was linked with). One clip's work is
-``clip_job.run_job``; the summary is ``build_summary.summarize``. Reading (any process):
+``clip_job.run_job``; with ``workers >= 1`` clips run in ``clip_pool.ClipPool``,
+where a worker that dies (segfault, OOM kill) costs only its clip (stage
+"worker", "worker died: signal SIGSEGV"); the summary is
+``build_summary.summarize``. Reading (any process):
 
   ds = tfds.data_source("facetrack/synthetic", data_dir=D, split="train",
                         download=False)   # or open_split(D, "synthetic", "train")
@@ -38,7 +41,6 @@ import dataclasses
 import functools
 import itertools
 import json
-import multiprocessing
 import os
 import pathlib
 import time
@@ -51,8 +53,8 @@ from etils import epath
 
 from data_prep import annotations as ann_lib
 from data_prep.build_summary import summarize
-from data_prep.clip_job import (ClipJob, ClipOutcome, error_record, init_worker, run_job,
-                                worker_threads)
+from data_prep.clip_job import ClipJob, ClipOutcome, error_record, run_job, worker_threads
+from data_prep.clip_pool import ClipPool
 
 NAME = "facetrack"
 ERRORS_FILE = "errors.jsonl"
@@ -86,6 +88,7 @@ class FacetrackConfig(tfds.core.BuilderConfig):
   front_end: str = ""      # "synthetic" or "real" (pipeline.FRONT_ENDS); "": by kind
   align_crops: bool = False  # face crops turned so the eyes are level (crop.crop_aligned)
   min_video_frames: int = 2  # a still cannot show facial dynamics: skipped
+  max_video_frames: int = 5400  # longer videos are refused (PrepConfig); 0: no cap
   num_train: int = 2000
   num_test: int = 200
   seed: int = 0
@@ -95,7 +98,8 @@ class FacetrackConfig(tfds.core.BuilderConfig):
 _NAME_TAGS = (("num_frames", "t"), ("frame_size", "f"), ("face_size", "s"),
               ("margin", "m"), ("detector", ""), ("detector_args", "det-"),
               ("front_end", "fe-"), ("align_crops", "aligned"),
-              ("min_video_frames", "minf"), ("num_train", "train"),
+              ("min_video_frames", "minf"), ("max_video_frames", "maxf"),
+              ("num_train", "train"),
               ("num_test", "test"), ("seed", "seed"), ("takes", "k"))
 _SYNTHETIC_ONLY = ("num_train", "num_test", "seed", "takes")
 
@@ -138,7 +142,8 @@ def front_end_of(cfg: FacetrackConfig) -> str:
 class Facetrack(tfds.core.GeneratorBasedBuilder):
   """Face-track clips (see module docstring). Extra constructor kwargs are
   only needed to *build*: ``annotations`` ({split: json path}) and
-  ``video_root`` for fecbench, ``workers`` (processes; 0/1 = in process),
+  ``video_root`` for fecbench, ``workers`` (processes, ``clip_pool.ClipPool``;
+  0 = in this process, where a crashing decoder takes the build with it),
   ``contact_sheet_dir`` (one PNG per clip), ``progress`` (tqdm bar)."""
 
   VERSION = tfds.core.Version("1.0.0")
@@ -200,7 +205,8 @@ class Facetrack(tfds.core.GeneratorBasedBuilder):
     return pipeline.PrepConfig(num_frames=c.num_frames, frame_size=c.frame_size,
                                face_size=c.face_size, margin=c.margin,
                                detector_kwargs=tuple(c.detector_args),
-                               align_crops=c.align_crops, **front)
+                               align_crops=c.align_crops,
+                               max_video_frames=c.max_video_frames, **front)
 
   # --- inputs ---
 
@@ -247,7 +253,8 @@ class Facetrack(tfds.core.GeneratorBasedBuilder):
       jobs[split] = []
       for e in entries:
         gt = root / "ground_truth" / f"{e.id}.json"
-        sheet = (os.path.join(self._contact_sheet_dir, split, e.id.replace("/", "_") + ".png")
+        # ids are safe file names (annotations.unsafe_id)
+        sheet = (os.path.join(self._contact_sheet_dir, split, e.id + ".png")
                  if self._contact_sheet_dir else None)
         jobs[split].append(ClipJob(split, e, str(root / e.video),
                                    str(gt) if gt.is_file() else None, sheet))
@@ -266,21 +273,23 @@ class Facetrack(tfds.core.GeneratorBasedBuilder):
     total = sum(len(js) for js in jobs.values())
     self._bar = tqdm.tqdm(total=total, desc=f"{NAME}/{self.builder_config.name}",
                           unit="clip", disable=not self._progress)
-    if self._workers > 1 and total > 1:
+    if self._workers >= 1 and total:
       n = min(self._workers, total)
-      self._pool = multiprocessing.get_context("spawn").Pool(
-          n, initializer=init_worker, initargs=(worker_threads(n),))
+      self._pool = ClipPool(run, n, worker_threads(n))
     generators = {}
     for split, js in jobs.items():
       # TFDS cannot write an empty split: find each split's first good clip
-      # here (in process), so a split with none is dropped, not fatal.
-      first, i = None, 0
-      while first is None and i < len(js):
-        first, i = self._note(run(js[i])), i + 1
+      # here, so a split with none is dropped, not fatal. The rest of the
+      # split is processed when TFDS writes it (the pool works ahead a little).
+      outcomes = self._pool.imap(js) if self._pool else map(run, js)
+      first = None
+      for out in outcomes:
+        if (first := self._note(out)) is not None:
+          break
       if first is None:
         self._dropped.append(split)
       else:
-        generators[split] = itertools.chain([first], self._examples(run, js[i:]))
+        generators[split] = itertools.chain([first], self._examples(outcomes))
     if not generators:
       self._finish(0.0)  # raises NothingBuiltError
     return generators
@@ -291,9 +300,7 @@ class Facetrack(tfds.core.GeneratorBasedBuilder):
     self._bar.update(1)
     return None if out.example is None else (out.record["id"], out.example)
 
-  def _examples(self, run, jobs: list[ClipJob]):
-    """Lazy: the pool starts on a split's clips only when TFDS writes it."""
-    outcomes = self._pool.imap(run, jobs) if self._pool else map(run, jobs)
+  def _examples(self, outcomes):
     for out in outcomes:
       if (key_example := self._note(out)) is not None:
         yield key_example
@@ -310,7 +317,7 @@ class Facetrack(tfds.core.GeneratorBasedBuilder):
       super()._download_and_prepare(dl_manager, download_config)
     finally:
       if self._pool is not None:
-        self._pool.terminate()
+        self._pool.close()
       if self._bar is not None:
         self._bar.close()
     if self._use_beam:  # per-clip records were written by the pipeline

@@ -98,6 +98,9 @@ class PrepConfig:
   max_detect_frames: int = 24    #   a uniform grid of at most this many (video.py)
   keyframe_every: int = 4        # full-frame search every k-th detection frame (detect.py)
   decode_max_side: int | None = 640  # frames are shrunk on decode beyond this
+  max_video_frames: int = 5400   # longer videos are refused (video.decode_video); 0: no cap.
+                                 # 3 min at 30 fps, FEC-Bench clips run seconds; the
+                                 # cut signatures of 5400 640x360 frames take 230 MB
   max_gap: int = 3               # detection frames a track may miss and be bridged
   min_hits: int = 2              # shorter tracklets are dropped as false positives
   min_appearance: float = 0.5    # linking gate on appearance similarity
@@ -168,9 +171,10 @@ def detection_frames(num_frames: int, cfg: PrepConfig) -> np.ndarray:
 def decode(path: str, cfg: PrepConfig = PrepConfig()) -> video.Video:
   """The decode step of ``process_video``: every frame is decoded, only the
   detection frames are converted to RGB and kept, and every frame is kept
-  shrunk by ``track.SIGNATURE_SHRINK`` for the scene cuts."""
+  shrunk by ``track.SIGNATURE_SHRINK`` for the scene cuts; a video longer
+  than ``cfg.max_video_frames`` is refused (``ClipError`` "decode")."""
   return video.decode_video(path, cfg.decode_max_side, functools.partial(detection_frames, cfg=cfg),
-                            track.SIGNATURE_SHRINK)
+                            track.SIGNATURE_SHRINK, max_frames=cfg.max_video_frames)
 
 
 def limit_threads(n: int) -> None:

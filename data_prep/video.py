@@ -6,13 +6,21 @@ Decoding uses PyAV; when PyAV cannot open the file, OpenCV's
 
   stage "open":   file missing, 0 bytes, a directory, not a video, no video stream
   stage "decode": decoding fails part-way, the file is truncated (fewer frames
-                  than the container declares), or no frame decodes at all
+                  than the container declares), no frame decodes at all, or the
+                  video is longer than ``max_frames`` ("too long: ...")
+
+A length cap (``max_frames``; the build's ``--max-video-frames``) keeps one
+video from filling the memory: a video whose container declares more frames
+is refused before decoding, and since a declared count can be wrong (or
+missing), frames are counted while decoding and decoding stops at the first
+frame past the cap.
 
 Every frame is decoded (the codec needs them all), but only the frames a
 caller keeps (``keep``) are converted to RGB and held: ``pipeline.decode``
 keeps the detection frames (at most 24) and a 1/4-size copy of every frame
 for the scene cuts, so a 96-frame 720p clip holds 24 frames of 640x360
-instead of 96.
+instead of 96. The OpenCV fallback does the same (it converts every frame,
+but holds only the kept ones and the small copies).
 
 Sampling is uniform over the clip: frame ``i`` of ``T`` is the middle frame of
 the ``i``-th of ``T`` equal segments. A clip shorter than ``T`` frames (down
@@ -99,6 +107,23 @@ def _check_count(path: str, n: int, declared: int, backend: str) -> None:
                     f"but only {n} decode ({backend})", path=path)
 
 
+def _check_declared_length(path: str, declared: int, max_frames: int, fps: float,
+                           backend: str) -> None:
+  """``ClipError`` when the container declares more than ``max_frames`` frames."""
+  if max_frames and declared > max_frames:
+    secs = f" ({declared / fps:.1f} s at {fps:.3g} fps)" if fps > 0 else ""
+    raise ClipError("decode", f"too long: the container declares {declared} frames{secs}, "
+                    f"more than the cap of {max_frames} (max_video_frames; {backend})",
+                    path=path)
+
+
+def _too_long(path: str, declared: int, max_frames: int, backend: str) -> ClipError:
+  said = f"it declares {declared}" if declared else "it declares no frame count"
+  return ClipError("decode", f"too long: more than the cap of {max_frames} frames "
+                   f"(max_video_frames): decoding stopped at frame {max_frames + 1}; "
+                   f"{said} ({backend})", path=path)
+
+
 def _wanted(keep: KeepFn | None, n: int) -> set[int] | None:
   """The frame numbers ``keep`` picks out of ``n``; None: convert every frame
   (no ``keep``, an unknown count, or half the frames or more kept anyway)."""
@@ -138,10 +163,10 @@ def _select(path, rgb, index, n, keep, small, small_factor, **video) -> Video:
 
 
 def _decode_pyav(path: str, max_side: int | None, keep: KeepFn | None = None,
-                 small_factor: int = 0, count: int = 0) -> Video | None:
+                 small_factor: int = 0, count: int = 0, max_frames: int = 0) -> Video | None:
   """Returns None when PyAV cannot open the file (the caller tries OpenCV).
   ``count``: the true number of frames, when a first pass found the
-  container's declared count wrong."""
+  container's declared count wrong. ``max_frames``: the length cap (0: none)."""
   try:
     container = av.open(path)
   except (av.error.FFmpegError, OSError, ValueError):
@@ -156,6 +181,7 @@ def _decode_pyav(path: str, max_side: int | None, keep: KeepFn | None = None,
     rate = stream.average_rate or stream.guessed_rate
     fps = float(rate) if rate else 0.0
     declared = int(stream.frames or 0)
+    _check_declared_length(path, declared, max_frames, fps, "pyav")
     want = _wanted(keep, count or declared)   # None: convert every frame
     # One converter per output for the whole stream: ``frame.to_ndarray(format=...)``
     # sets up a new swscale context for every frame (0.3 ms of the 0.4 ms a
@@ -164,6 +190,8 @@ def _decode_pyav(path: str, max_side: int | None, keep: KeepFn | None = None,
     rgb, index, small, size, n = [], [], [], None, 0
     try:
       for frame in container.decode(stream):
+        if max_frames and n >= max_frames:
+          raise _too_long(path, declared, max_frames, "pyav")
         if size is None:
           size = (frame.height, frame.width)
           hh, ww = _shrunk_hw(*size, max_side)
@@ -183,7 +211,7 @@ def _decode_pyav(path: str, max_side: int | None, keep: KeepFn | None = None,
     if count:
       raise ClipError("decode", f"{count} frames on the first pass, {n} on the second", path=path)
     # the container declared the wrong number of frames: once more, knowing it
-    again = _decode_pyav(path, max_side, keep, small_factor, count=n)
+    again = _decode_pyav(path, max_side, keep, small_factor, count=n, max_frames=max_frames)
     again.passes = 2
     return again
   return _select(path, rgb, index, n, keep, small, small_factor, fps=fps,
@@ -191,30 +219,47 @@ def _decode_pyav(path: str, max_side: int | None, keep: KeepFn | None = None,
 
 
 def _decode_opencv(path: str, max_side: int | None, keep: KeepFn | None = None,
-                   small_factor: int = 0) -> Video | None:
-  """The fallback: every frame is converted, then the kept ones are picked."""
+                   small_factor: int = 0, count: int = 0, max_frames: int = 0) -> Video | None:
+  """The fallback: every frame is converted, only the kept ones (and the
+  small copies) are held; ``count`` and ``max_frames`` as for PyAV."""
   cap = cv2.VideoCapture(path)
   try:
     if not cap.isOpened():
       return None
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
     declared = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
-    rgb, size = [], None
+    _check_declared_length(path, declared, max_frames, fps, "opencv")
+    want = _wanted(keep, count or declared)   # None: hold every frame
+    rgb, index, small, size, n = [], [], [], None, 0
     while True:
       ok, bgr = cap.read()
       if not ok:
         break
+      if max_frames and n >= max_frames:
+        raise _too_long(path, declared, max_frames, "opencv")
       size = size or bgr.shape[:2]
-      rgb.append(_shrink(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), max_side))
+      frame = _shrink(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), max_side)
+      if want is None or n in want:
+        rgb.append(frame)
+        index.append(n)
+      if small_factor and want is not None:
+        small.append(shrink_nearest(frame[None], small_factor)[0])
+      n += 1
   finally:
     cap.release()
-  _check_count(path, len(rgb), declared, "opencv")
-  return _select(path, rgb, range(len(rgb)), len(rgb), keep, [], small_factor, fps=fps,
+  _check_count(path, n, declared, "opencv")
+  if want is not None and want != _wanted(keep, n):
+    if count:
+      raise ClipError("decode", f"{count} frames on the first pass, {n} on the second", path=path)
+    again = _decode_opencv(path, max_side, keep, small_factor, count=n, max_frames=max_frames)
+    again.passes = 2
+    return again
+  return _select(path, rgb, index, n, keep, small, small_factor, fps=fps,
                  original_size=tuple(size), backend="opencv")
 
 
 def decode_video(path: str, max_side: int | None = None, keep: KeepFn | None = None,
-                 small_factor: int = 0) -> Video:
+                 small_factor: int = 0, max_frames: int = 0) -> Video:
   """The frames of ``path`` as ``uint8[M, H, W, 3]`` RGB.
 
   ``max_side``: frames whose longer side exceeds it are downscaled on decode
@@ -227,13 +272,17 @@ def decode_video(path: str, max_side: int | None = None, keep: KeepFn | None = N
   ``small_factor = k > 0``: ``Video.small`` holds every frame shrunk by k
   (nearest pixel): of the RGB frame when every frame is converted, else
   converted from YUV at that size (cheap; a few grey levels off the other).
+  ``max_frames > 0``: a video longer than this many frames is refused
+  (``ClipError`` "decode", "too long: ..." naming its length and the cap),
+  by its declared count before decoding, else as soon as frame
+  ``max_frames + 1`` decodes; so at most ``max_frames`` small copies are held.
   Raises ``ClipError`` (stage "open" or "decode") for unusable files.
   """
   path = os.fspath(path)
   _check_file(path)
-  video = _decode_pyav(path, max_side, keep, small_factor)
+  video = _decode_pyav(path, max_side, keep, small_factor, max_frames=max_frames)
   if video is None:
-    video = _decode_opencv(path, max_side, keep, small_factor)
+    video = _decode_opencv(path, max_side, keep, small_factor, max_frames=max_frames)
   if video is None:
     raise ClipError("open", "not a video, or truncated beyond repair: neither PyAV "
                     "nor OpenCV can open it", path=path)

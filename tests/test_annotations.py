@@ -88,3 +88,33 @@ def test_source_is_first_path_component():
   assert ann.source_of("./synthetic/000001.mp4") == "synthetic"
   assert ann.source_of("AFEW-VA\\01\\x.mp4") == "AFEW-VA"
   assert ann.source_of("clip.mp4") == "clip.mp4"
+
+
+@pytest.mark.parametrize("video, cause", [
+    ("../outside.mp4", "'..' component"), ("DFEW/../../etc/x.mp4", "'..' component"),
+    ("DFEW\\..\\..\\x.mp4", "'..' component"), ("/etc/passwd", "absolute path"),
+    ("\\\\server\\share\\x.mp4", "absolute path"), ("C:/videos/x.mp4", "absolute path"),
+    ("DFEW/x\0.mp4", "NUL")])
+def test_video_paths_that_escape_the_root_are_rejected_by_name(tmp_path, video, cause):
+  path = tmp_path / "ann.json"
+  path.write_text(json.dumps([{"id": "bad", "video": video, "caption": "c"},
+                              {"id": "ok", "video": "DFEW/..x/1..mp4", "caption": "c"}]))
+  entries, errors = ann.load_annotations(path)
+  assert [e.id for e in entries] == ["ok"]    # '..' inside a name is just a name
+  assert len(errors) == 1 and errors[0].clip_id == "bad" and errors[0].path == video
+  assert errors[0].stage == "annotation" and cause in errors[0].reason
+  assert repr(video) in errors[0].reason
+
+
+@pytest.mark.parametrize("clip_id, cause", [
+    ("../../etc/cron.d/x", "path separator"), ("a/b", "path separator"),
+    ("a\\b", "path separator"), ("..", "not a file name"), (".", "not a file name"),
+    ("a\nb", "control character")])
+def test_ids_that_cannot_be_file_names_are_rejected_by_name(tmp_path, clip_id, cause):
+  path = tmp_path / "ann.json"
+  path.write_text(json.dumps([{"id": clip_id, "video": "s/x.mp4", "caption": "c"},
+                              {"id": "a..b", "video": "s/y.mp4", "caption": "c"}]))
+  entries, errors = ann.load_annotations(path)
+  assert [e.id for e in entries] == ["a..b"]
+  assert len(errors) == 1 and errors[0].clip_id == clip_id and cause in errors[0].reason
+  assert repr(clip_id) in errors[0].reason and errors[0].path == "s/x.mp4"

@@ -2,8 +2,10 @@
 mix of good and bad inputs (issue §4), all-bad builds, and the Beam path."""
 
 import json
+import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -12,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from data_prep import build, builder as builder_lib, detect, video
+from data_prep import build, builder as builder_lib, clip_job, detect, video
 from tests.conftest import ROOT
 
 SIZES = dict(num_frames=4, frame_size=32, face_size=16)
@@ -90,6 +92,18 @@ def test_crop_margin_reaches_the_pipeline():
   assert builder_lib.Facetrack(config=SYNTH).prep_config.margin == 0.25
 
 
+def test_video_length_cap_reaches_the_pipeline_and_names_the_config(tmp_path, capsys):
+  args = build.parse_args(["--synthetic", "--data-dir", str(tmp_path),
+                           "--max-video-frames", "300"])
+  b = build.make_builder(args)
+  assert b.builder_config.name == "synthetic_maxf300"
+  assert b.prep_config.max_video_frames == 300
+  assert builder_lib.Facetrack(config=SYNTH).prep_config.max_video_frames == 5400
+  with pytest.raises(SystemExit) as e:
+    build.parse_args(["--synthetic", "--data-dir", str(tmp_path), "--max-video-frames", "-1"])
+  assert e.value.code == 2 and "--max-video-frames" in capsys.readouterr().err
+
+
 def test_detector_args_reach_the_pipeline_and_name_the_config(tmp_path, capsys):
   args = build.parse_args(["--synthetic", "--data-dir", str(tmp_path), "--detector-arg",
                            "min_neighbors=2", "--detector-arg", "scale_factor=1.2"])
@@ -142,6 +156,8 @@ def mixed_inputs(synthetic_build, tmp_path_factory):
              np.repeat(np.linspace(0, 255, frames[0].size).reshape(
                  (1,) + frames.shape[1:]).astype(np.uint8), 12, axis=0))
   _write_mp4(bad_dir / "oneframe.mp4", frames[:1])
+  outside = root.parent / f"{root.name}_outside.mp4"   # a good video outside the root
+  shutil.copy(first, outside)
   bad = {  # id -> expected stage(s)
       "zero": ({"id": "zero", "video": "bad/zero.mp4", "caption": "c"}, {"open"}),
       "truncated": ({"id": "truncated", "video": "bad/truncated.mp4", "caption": "c"},
@@ -155,6 +171,13 @@ def mixed_inputs(synthetic_build, tmp_path_factory):
       "nocaption": ({"id": "nocaption", "video": good[1]["video"], "caption": ""},
                     {"annotation"}),
       "novideo": ({"id": "novideo", "caption": "c"}, {"annotation"}),
+      # names that leave the video root (the file they name exists and is good)
+      "updir": ({"id": "updir", "video": f"../{outside.name}", "caption": "c"},
+                {"annotation"}),
+      "absolute": ({"id": "absolute", "video": str(outside), "caption": "c"},
+                   {"annotation"}),
+      "../escape": ({"id": "../escape", "video": good[1]["video"], "caption": "c"},
+                    {"annotation"}),
   }
   recs = [r for r, _ in bad.values()]
   train = good[:2] + recs[:4] + good[2:3] + recs[4:]
@@ -194,7 +217,10 @@ def test_cli_skips_and_records_every_bad_input(mixed_inputs, tmp_path, capsys):
   assert summary["clips_ok"] == len(good_train) + len(good_test)
   assert summary["clips_skipped"] == len(bad) + 1
   assert sum(summary["skipped_by_stage"].values()) == len(bad) + 1
-  assert summary["skipped_by_stage"]["annotation"] == 2
+  assert summary["skipped_by_stage"]["annotation"] == 5
+  assert "'..' component" in by_id["updir"]["reason"]
+  assert "absolute path" in by_id["absolute"]["reason"]
+  assert "path separator" in by_id["../escape"]["reason"]
   assert summary["dropped_splits"] == ["val"]
   assert summary["track_selection"]["clips_with_ground_truth"] == len(good_train) + len(good_test)
   assert f"{summary['clips_ok']} of {summary['clips_total']} clips built" in printed
@@ -204,6 +230,60 @@ def test_cli_skips_and_records_every_bad_input(mixed_inputs, tmp_path, capsys):
   assert sorted(p.stem for p in sheets.rglob("*.png")) == sorted(good_train | good_test)
   assert build.main(argv) == 0  # a second run leaves the built dataset alone
   assert "already built" in capsys.readouterr().out
+
+
+# Test seam of the worker-death test: the build's real pool runs this in its
+# spawned workers (by reference, so it lives here at module level). A clip
+# whose id names a death dies the way a decoder segfault, the OOM killer or a
+# hard exit kills a worker; every other clip is the real run_job.
+_DEATHS = {"dies_segv": lambda: os.kill(os.getpid(), signal.SIGSEGV),
+           "dies_kill": lambda: os.kill(os.getpid(), signal.SIGKILL),
+           "dies_exit": lambda: os._exit(3)}
+
+
+def _run_job_or_die(job, **kwargs):
+  if job.entry.id in _DEATHS:
+    _DEATHS[job.entry.id]()
+  return clip_job.run_job(job, **kwargs)
+
+
+def test_a_worker_that_dies_costs_only_its_clip(mixed_inputs, tmp_path, monkeypatch):
+  """Segfault, SIGKILL (what the OOM killer sends) and os._exit in a build
+  worker: each clip is recorded as failed with the cause, the build neither
+  hangs nor loses a good clip. The first clip of the split dies too: the
+  search for a split's first good clip runs in the pool as well."""
+  root, good_train, _, _ = mixed_inputs
+  good = [r for r in json.loads((root / "train.json").read_text()) if r["id"] in good_train]
+  dying = [{"id": i, "video": good[0]["video"], "caption": "c"} for i in _DEATHS]
+  ann = tmp_path / "a.json"
+  ann.write_text(json.dumps(dying[:1] + good[:2] + dying[1:2] + good[2:] + dying[2:]))
+  monkeypatch.setattr(builder_lib, "run_job", _run_job_or_die)
+  config = builder_lib.make_config("fecbench", front_end="synthetic", **SIZES)
+  b = builder_lib.Facetrack(config=config, data_dir=str(tmp_path / "tfds"), workers=2,
+                            annotations={"train": str(ann)}, video_root=str(root),
+                            progress=False)
+  b.download_and_prepare(file_format="array_record")
+  errors = {e["id"]: e for e in map(json.loads, (b.data_path / builder_lib.ERRORS_FILE)
+                                    .read_text().splitlines())}
+  assert set(errors) == set(_DEATHS)
+  assert errors["dies_segv"]["reason"] == "worker died: signal SIGSEGV"
+  assert errors["dies_kill"]["reason"].startswith("worker died: signal SIGKILL")
+  assert errors["dies_exit"]["reason"] == "worker died: exit status 3"
+  assert {e["stage"] for e in errors.values()} == {"worker"}
+  assert all(e["path"] == str(root / good[0]["video"]) for e in errors.values())
+  assert _read_ids(tmp_path / "tfds", config.name, "train")[0] == sorted(good_train)
+  assert b.summary["clips_ok"] == len(good_train) and b.summary["skipped_by_stage"] == {
+      "worker": 3}
+
+
+def test_a_worker_that_cannot_start_stops_the_build_clearly():
+  """A worker dying before it takes a clip is the environment, not a clip:
+  an error, not one failed record per clip forever (here: its start-up,
+  clip_job.init_worker, is given a thread count it cannot use)."""
+  from data_prep import clip_pool
+  with pytest.raises(clip_pool.WorkerStartError, match="died before taking a clip"):
+    with clip_pool.ClipPool(_run_job_or_die, 1, threads="many") as pool:
+      list(pool.imap([None]))
 
 
 def test_cli_exits_nonzero_when_nothing_can_be_built(mixed_inputs, tmp_path):

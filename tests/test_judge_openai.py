@@ -18,6 +18,7 @@ import re
 import socket
 import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -25,7 +26,8 @@ from facetrack_jax.metrics import judge_offline
 from facetrack_jax.metrics import videochatgpt as vcg
 from facetrack_jax.metrics.judge import get_judge
 from facetrack_jax.metrics.judge_openai import OpenAIJudge, parse_events, parse_relations
-from facetrack_jax.metrics.openai_client import ChatClient, DiskCache, JudgeError, repair_json
+from facetrack_jax.metrics.openai_client import (ChatClient, DiskCache, InsecureEndpointError, JudgeError,
+                                                  repair_json)
 from facetrack_jax.metrics.score import load_captions, main, score_captions
 from tests.conftest import SHARED
 
@@ -394,3 +396,121 @@ def test_disk_cache_survives_a_torn_line(tmp_path, capsys):
   assert again[key] == ["the man smiles"] and len(again) == 1
   assert "skipped 1 unreadable lines" in capsys.readouterr().err
   assert isinstance(get_judge("openai", base_url="http://127.0.0.1:9/v1", cache_dir=tmp_path), OpenAIJudge)
+
+
+# ------------------------------------------------------- the key's safety --
+
+def test_a_key_goes_over_plain_http_only_to_loopback_unless_allowed(tmp_path, monkeypatch):
+  for url in ("http://judge.example.com/v1", "http://10.0.0.5:8000/v1", "http://127.0.0.1.example.com/v1"):
+    with pytest.raises(InsecureEndpointError) as e:
+      ChatClient(url, "m", KEY)
+    assert repr(url) in str(e.value) and "allow_insecure_http" in str(e.value)
+    ChatClient(url, "m", KEY, allow_insecure_http=True)   # told to
+    ChatClient(url, "m", None)                            # no key, nothing to leak
+  for url in ("https://judge.example.com/v1", "http://127.0.0.1:8000/v1", "http://127.0.0.2/v1",
+              "http://localhost:8000/v1", "http://[::1]:8000/v1"):
+    ChatClient(url, "m", KEY)
+  monkeypatch.setenv("JUDGE_KEY", KEY)
+  with pytest.raises(InsecureEndpointError, match=r"the key in \$JUDGE_KEY would travel unencrypted"):
+    OpenAIJudge(base_url="http://judge.example.com/v1", api_key_env="JUDGE_KEY", cache_dir=tmp_path)
+  captions = tmp_path / "c.json"
+  captions.write_text(json.dumps([{"id": "1", "caption": REFS["1"]}]))
+  with pytest.raises(InsecureEndpointError):
+    main(["--pred", str(captions), "--ref", str(captions), "--judge", "openai", "--base-url",
+          "http://judge.example.com/v1", "--api-key-env", "JUDGE_KEY", "--cache-dir", str(tmp_path)])
+
+
+def _own_address() -> str | None:
+  """This machine's non-loopback IPv4 address, if it has one (no packet is sent)."""
+  with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    try:
+      s.connect(("10.255.255.255", 1))
+      address = s.getsockname()[0]
+    except OSError:
+      return None
+  return None if address.startswith("127.") else address
+
+
+def test_told_to_the_client_sends_the_key_over_plain_http(tmp_path):
+  """A real non-loopback http:// endpoint (this machine's own address)."""
+  address = _own_address()
+  if address is None:
+    pytest.skip("no non-loopback address here")
+  if urllib.request.getproxies().get("http"):
+    pytest.skip("an http proxy is set: a non-loopback request would go through it")
+  httpd = http.server.ThreadingHTTPServer((address, 0), _Recorder)
+  httpd.daemon_threads, httpd.seen, httpd.redirects = True, [], {}
+  threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+  try:
+    url = f"http://{address}:{httpd.server_address[1]}/v1"
+    with pytest.raises(InsecureEndpointError, match=re.escape(url)):
+      ChatClient(url, "m", KEY)
+    client = ChatClient(url, "m", KEY, allow_insecure_http=True, max_attempts=1)
+    assert client.ask([{"role": "user", "content": "hi"}], repair_json, what="t") == {"ok": True}
+    assert httpd.seen == [("POST", "/v1/chat/completions", f"Bearer {KEY}")]
+  finally:
+    httpd.shutdown()
+    httpd.server_close()
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+  """Records each request's Authorization; ``redirects`` maps a path to the
+  URL it is redirected to (302), anything else gets a chat answer."""
+
+  def _handle(self):
+    self.server.seen.append((self.command, self.path, self.headers.get("Authorization")))
+    if self.headers.get("Content-Length"):
+      self.rfile.read(int(self.headers["Content-Length"]))
+    target = self.server.redirects.get(self.path)
+    if target:
+      self.send_response(302)
+      self.send_header("Location", target)
+      self.send_header("Content-Length", "0")
+      self.end_headers()
+      return
+    data = json.dumps({"choices": [{"message": {"content": '{"ok": true}'}}]}).encode()
+    self.send_response(200)
+    self.send_header("Content-Type", "application/json")
+    self.send_header("Content-Length", str(len(data)))
+    self.end_headers()
+    self.wfile.write(data)
+
+  do_GET = do_POST = _handle
+
+  def log_message(self, *args):
+    pass
+
+
+@pytest.fixture
+def two_servers():
+  servers = []
+  for _ in range(2):
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    httpd.daemon_threads, httpd.seen, httpd.redirects = True, [], {}
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    servers.append(httpd)
+  yield servers
+  for httpd in servers:
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_a_redirect_to_another_host_goes_without_the_key(two_servers):
+  """urllib keeps every header on a redirect, to any host: the client drops
+  Authorization when the redirect leaves the origin, keeps it when not."""
+  a, b = two_servers
+  a_port, b_port = a.server_address[1], b.server_address[1]
+  try:
+    socket.getaddrinfo("localhost", b_port)
+  except OSError:
+    pytest.skip("'localhost' does not resolve here")
+  a.redirects = {"/other/chat/completions": f"http://localhost:{b_port}/answer",
+                 "/same/chat/completions": f"http://127.0.0.1:{a_port}/answer"}
+  ask = lambda base: ChatClient(f"http://127.0.0.1:{a_port}/{base}", "m", KEY, max_attempts=1).ask(
+      [{"role": "user", "content": "hi"}], repair_json, what="redirect test")
+  assert ask("other") == {"ok": True}          # the answer came from the other host ...
+  assert a.seen == [("POST", "/other/chat/completions", f"Bearer {KEY}")]
+  assert b.seen == [("GET", "/answer", None)]   # ... which never saw the key
+  a.seen.clear()
+  assert ask("same") == {"ok": True}
+  assert a.seen == [("POST", "/same/chat/completions", f"Bearer {KEY}"), ("GET", "/answer", f"Bearer {KEY}")]

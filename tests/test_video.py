@@ -5,6 +5,8 @@ share (``write_video``, ``draw_face``): videos are written with PyAV, faces
 are drawn cartoon heads the OpenCV Haar cascade detects.
 """
 
+import struct
+
 import av
 import cv2
 import numpy as np
@@ -124,6 +126,62 @@ def test_decode_keeps_the_right_frames_when_the_container_miscounts(tmp_path):
   np.testing.assert_array_equal(v.frames, every.frames[keep(n)])
 
 
+def _lying_avi(tmp_path, n=40, declares=10):
+  """An MJPEG AVI of ``n`` frames whose headers (avih total frames, strh
+  length) declare ``declares``: both PyAV and OpenCV believe them."""
+  data = bytearray(open(write_video(tmp_path / "true.avi", colour_frames(n), codec="mjpeg"),
+                        "rb").read())
+  for tag, offset in ((b"avih", 16), (b"strh", 32)):
+    at = data.find(tag) + 8 + offset
+    assert struct.unpack("<I", data[at:at + 4]) == (n,)
+    data[at:at + 4] = struct.pack("<I", declares)
+  path = tmp_path / "lying.avi"
+  path.write_bytes(bytes(data))
+  return str(path)
+
+
+def test_opencv_fallback_keeps_the_right_frames_when_the_container_miscounts(tmp_path):
+  p = _lying_avi(tmp_path)
+  keep = lambda m: video.sample_indices(m, 4)
+  every, kept = video._decode_opencv(p, None), video._decode_opencv(p, None, keep, 4)
+  assert every.num_frames == kept.num_frames == 40 and kept.passes == 2
+  np.testing.assert_array_equal(kept.frames, every.frames[keep(40)])
+  assert kept.small.shape == (40, 12, 16, 3)
+
+
+@pytest.mark.parametrize("decode", [video._decode_pyav, video._decode_opencv],
+                         ids=["pyav", "opencv"])
+def test_a_video_longer_than_the_cap_is_refused_by_name(tmp_path, decode):
+  """By the declared count before decoding, and by counting while decoding
+  when the container declares too few frames (the lying AVI: 10 of 40)."""
+  honest = write_video(tmp_path / "long.avi", colour_frames(40), codec="mjpeg")
+  assert decode(honest, None, max_frames=40).num_frames == 40     # at the cap: fine
+  with pytest.raises(ClipError) as e:
+    decode(honest, None, max_frames=30)
+  assert e.value.stage == "decode" and e.value.path == honest
+  assert "too long: the container declares 40 frames (1.6 s at 25 fps)" in e.value.reason
+  assert "cap of 30" in e.value.reason
+  lying = _lying_avi(tmp_path)
+  keep = lambda m: video.sample_indices(m, 4)
+  assert decode(lying, None, keep, 4, max_frames=40).num_frames == 40
+  with pytest.raises(ClipError) as e:
+    decode(lying, None, keep, 4, max_frames=30)
+  assert e.value.stage == "decode" and e.value.path == lying
+  assert ("too long: more than the cap of 30 frames (max_video_frames): decoding stopped "
+          "at frame 31; it declares 10") in e.value.reason
+
+
+def test_the_length_cap_reaches_the_clip_record(tmp_path):
+  from data_prep import annotations, clip_job, pipeline
+  p = write_video(tmp_path / "clip.mp4", colour_frames(40))
+  job = clip_job.ClipJob("test", annotations.Entry("long", "s/clip.mp4", "c"), p)
+  out = clip_job.run_job(job, pipeline.PrepConfig(num_frames=4, max_video_frames=39))
+  assert out.example is None and out.record["id"] == "long" and out.record["path"] == p
+  assert out.record["stage"] == "decode"
+  assert out.record["reason"].startswith("too long: the container declares 40 frames")
+  assert pipeline.PrepConfig().max_video_frames == 5400
+
+
 def test_one_decoder_thread_decodes_the_same(tmp_path, monkeypatch):
   p = write_video(tmp_path / "clip.mp4", np.random.default_rng(0).integers(
       0, 255, (12, 96, 128, 3), np.uint8))
@@ -136,13 +194,17 @@ def _thread_settings():
   return cv2.getNumThreads(), video.DECODE_THREADS
 
 
-def test_build_workers_start_with_their_share_of_the_threads():
-  """data_prep.builder's pool initializer (clip_job.init_worker)."""
-  import multiprocessing
+def _thread_settings_outcome(job):
   from data_prep import clip_job
-  with multiprocessing.get_context("spawn").Pool(
-      1, initializer=clip_job.init_worker, initargs=(1,)) as pool:
-    assert pool.apply(_thread_settings) == (1, 1)
+  return clip_job.ClipOutcome({"id": job.entry.id, "threads": _thread_settings()})
+
+
+def test_build_workers_start_with_their_share_of_the_threads():
+  """data_prep.builder's worker pool (clip_pool.ClipPool runs clip_job.init_worker)."""
+  from data_prep import annotations, clip_job, clip_pool
+  job = clip_job.ClipJob("train", annotations.Entry("x", "s/x.mp4", "c"), "s/x.mp4")
+  with clip_pool.ClipPool(_thread_settings_outcome, 1, threads=1) as pool:
+    assert [o.record for o in pool.imap([job])] == [{"id": "x", "threads": (1, 1)}]
   assert video.DECODE_THREADS == 0   # this process keeps the defaults
 
 

@@ -13,8 +13,11 @@ cache_dir     ``FACETRACK_JUDGE_CACHE``    ``~/.cache/facetrack_jax/judge``
 ============  ===========================  ==================================
 
 With no key the request goes without ``Authorization`` (local servers such
-as vLLM or Ollama). ``score --judge openai --base-url ... --model ...``
-passes the same settings.
+as vLLM or Ollama). With a key, a plain ``http://`` base URL must be a
+loopback host (``localhost``, 127.0.0.0/8, ::1) unless
+``allow_insecure_http=True``; a redirect to another origin goes without the
+key (``openai_client``). ``score --judge openai --base-url ... --model ...
+[--allow-insecure-http]`` passes the same settings.
 
 Prompts: our wording, modelled on Tarsier's AutoDQ prompts (bytedance/
 tarsier ``evaluation/metrics/evaluate_dream_gpt.py``), adapted to facial
@@ -183,7 +186,7 @@ class OpenAIJudge:
   Args beyond the configuration table: ``concurrency`` (requests in flight),
   ``batch_size`` (hypotheses per relation request), ``progress`` (tqdm bars),
   ``client_kwargs`` for :class:`ChatClient` (timeout, max_attempts, backoff,
-  max_wait, temperature, max_tokens, sleep).
+  max_wait, temperature, max_tokens, sleep, allow_insecure_http).
   """
 
   def __init__(self, model: str | None = None, base_url: str | None = None, *, api_key: str | None = None,

@@ -14,6 +14,11 @@ pool), so the offline path and CI need no client package.
   and the reason appended to the conversation. Other HTTP errors (401, 404,
   ...) fail at once. ``map(fn, items)`` runs calls on ``concurrency``
   threads; a semaphore also bounds requests in flight across calls.
+  The key is guarded: a client with a key refuses a plain ``http://`` URL
+  whose host is not loopback (``InsecureEndpointError``, unless
+  ``allow_insecure_http=True``: a network you trust), and a redirect to
+  another origin (scheme, host or port) goes without ``Authorization``
+  (urllib's ``HTTPRedirectHandler`` copies every header to any host).
 * :func:`repair_json` -- the first JSON value of a model's answer: code fences
   and surrounding prose dropped, then trailing commas, single-quoted strings,
   bare keys and Python's True/False/None fixed outside strings.
@@ -28,6 +33,7 @@ import concurrent.futures as cf
 import email.utils
 import hashlib
 import http.client
+import ipaddress
 import json
 import pathlib
 import random
@@ -45,11 +51,43 @@ from tqdm import tqdm
 
 T = TypeVar("T")
 RETRY_STATUS = frozenset({408, 409, 425, 429})  # and every 5xx
-_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class JudgeError(RuntimeError):
   """A judgement that could not be obtained (message names the item)."""
+
+
+class InsecureEndpointError(ValueError):
+  """The API key would go in plain text (``http://``) to a non-loopback host."""
+
+
+def is_loopback(host: str | None) -> bool:
+  """``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
+  if not host:
+    return False
+  if host.lower().rstrip(".") == "localhost":
+    return True
+  try:
+    return ipaddress.ip_address(host).is_loopback
+  except ValueError:
+    return False
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+  parts = urllib.parse.urlsplit(url)
+  port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+  return parts.scheme, (parts.hostname or "").lower(), port
+
+
+class _KeepKeyOnOriginRedirect(urllib.request.HTTPRedirectHandler):
+  """urllib's redirects, but ``Authorization`` is dropped when the redirect
+  leaves the request's origin (another scheme, host or port)."""
+
+  def redirect_request(self, req, fp, code, msg, headers, newurl):
+    new = super().redirect_request(req, fp, code, msg, headers, newurl)
+    if new is not None and _origin(new.full_url) != _origin(req.full_url):
+      new.remove_header("Authorization")
+    return new
 
 
 class _Transient(Exception):
@@ -226,9 +264,17 @@ class ChatClient:
   def __init__(self, base_url: str, model: str, api_key: str | None = None, *, timeout: float = 120.0,
                max_attempts: int = 6, backoff: float = 1.0, max_wait: float = 60.0, concurrency: int = 8,
                temperature: float | None = 0.0, max_tokens: int | None = None,
-               sleep: Callable[[float], None] = time.sleep, key_hint: str = "the API key"):
-    if not base_url or not urllib.parse.urlsplit(base_url).scheme.startswith("http"):
+               sleep: Callable[[float], None] = time.sleep, key_hint: str = "the API key",
+               allow_insecure_http: bool = False):
+    scheme = urllib.parse.urlsplit(base_url or "").scheme
+    if scheme not in ("http", "https"):
       raise ValueError(f"judge base URL must be http(s)://..., got {base_url!r}")
+    host = urllib.parse.urlsplit(base_url).hostname
+    if scheme == "http" and api_key and not is_loopback(host) and not allow_insecure_http:
+      raise InsecureEndpointError(
+          f"judge base URL {base_url!r} is plain http:// to {host!r}, not a loopback host: "
+          f"{key_hint} would travel unencrypted. Use https://, or pass "
+          "allow_insecure_http=True (score: --allow-insecure-http) for a network you trust")
     if not model:
       raise ValueError("judge model name is empty")
     if concurrency < 1 or max_attempts < 1:
@@ -241,9 +287,8 @@ class ChatClient:
     self.requests = 0  # HTTP requests sent (any outcome)
     self._slots = threading.BoundedSemaphore(concurrency)
     self._count_lock = threading.Lock()
-    host = urllib.parse.urlsplit(self.base_url).hostname
-    handlers = [urllib.request.ProxyHandler({})] if host in _LOOPBACK else []
-    self._opener = urllib.request.build_opener(*handlers)
+    handlers = [urllib.request.ProxyHandler({})] if is_loopback(host) else []
+    self._opener = urllib.request.build_opener(*handlers, _KeepKeyOnOriginRedirect())
 
   def _complete(self, messages: Sequence[dict]) -> str:
     """One request -> the answer's text; _Transient for what may pass."""

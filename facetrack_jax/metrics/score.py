@@ -2,7 +2,8 @@
 
     python -m facetrack_jax.metrics.score --pred P.json --ref R.json \\
         [--judge offline|openai] [--out DIR] [--videochatgpt] \\
-        [--base-url URL] [--model NAME] [--api-key-env VAR] [--cache-dir DIR] [--concurrency N]
+        [--base-url URL] [--model NAME] [--api-key-env VAR] [--cache-dir DIR] [--concurrency N] \\
+        [--allow-insecure-http]
 
 Both files are FEC-Bench style JSON lists ``[{"id": ..., "caption": ...}, ...]``
 (other keys ignored; ids compared as strings). Ids present on only one side
@@ -19,7 +20,8 @@ prediction file's folder. Metric definitions: ``caption_metrics``
 ``--judge openai`` asks an OpenAI-compatible endpoint (``judge_openai``: the
 ``--base-url`` / ``--model`` / ``--api-key-env`` / ``--cache-dir`` /
 ``--concurrency`` flags, else ``OPENAI_BASE_URL``, ``FACETRACK_JUDGE_MODEL``,
-``OPENAI_API_KEY``, ``FACETRACK_JUDGE_CACHE``); with ``--videochatgpt`` it
+``OPENAI_API_KEY``, ``FACETRACK_JUDGE_CACHE``; a key goes over plain
+``http://`` only to a loopback host unless ``--allow-insecure-http``); with ``--videochatgpt`` it
 also grades the four VideoChatGPT scores (``videochatgpt``), written as
 ``videochatgpt: {correctness, detail, context, temporal}`` (0-5).
 """
@@ -128,8 +130,11 @@ def main(argv: list[str] | None = None) -> dict:
   llm.add_argument("--api-key-env", help="environment variable holding the API key (default OPENAI_API_KEY)")
   llm.add_argument("--cache-dir", help="judgement cache folder (env FACETRACK_JUDGE_CACHE)")
   llm.add_argument("--concurrency", type=int, help="requests in flight (default 8)")
+  llm.add_argument("--allow-insecure-http", action="store_true", default=None,
+                   help="send the API key over plain http:// to a non-loopback host (refused otherwise)")
   args = parser.parse_args(argv)
-  judge_kwargs = {k: getattr(args, k) for k in ("base_url", "model", "api_key_env", "cache_dir", "concurrency")
+  judge_kwargs = {k: getattr(args, k) for k in ("base_url", "model", "api_key_env", "cache_dir", "concurrency",
+                                               "allow_insecure_http")
                   if getattr(args, k) is not None}
   if judge_kwargs and args.judge == "offline":
     parser.error(f"--{next(iter(judge_kwargs)).replace('_', '-')} applies to a language-model judge "

@@ -10,6 +10,7 @@ PY      = $(VENV)/bin/python
 PIP     = $(PY) -m pip install --disable-pip-version-check -q
 
 PHOTOS  = .cache/photos
+TEST_WORKERS ?= 2   # pytest-xdist workers; each test file runs whole on one (tests/conftest.py)
 
 .PHONY: demo test photos clean-venv
 
@@ -34,7 +35,7 @@ $(PHOTOS)/.fetched: $(VENV)/.runtime
 photos: $(PHOTOS)/.fetched
 
 test: $(VENV)/.test $(PHOTOS)/.fetched
-	$(PY) -m pytest -q tests $(ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup tests $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

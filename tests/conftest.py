@@ -25,3 +25,15 @@ def ci_demo_dirs(tmp_path_factory):
   tokenizer are built once, and the compiled steps are reused."""
   root = tmp_path_factory.mktemp("ci_demo")
   return root / "data", root / "xla_cache"
+
+
+# Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`): each test file is one
+# group, so its module fixtures are built once, on one worker; the files that share
+# `ci_demo_dirs` (the CI-size demo data and XLA cache) form one group.
+_CI_DEMO_FILES = {"test_main.py", "test_sweep.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+  for item in items:
+    name = item.path.name
+    item.add_marker(pytest.mark.xdist_group("ci_demo" if name in _CI_DEMO_FILES else name))

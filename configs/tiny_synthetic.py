@@ -65,6 +65,8 @@ def get_config() -> ml_collections.ConfigDict:
       # stage 2: those + "lm"; add "vit" / "face_vit" to tune the encoders.
       trainable=("*",),
       log_every=1,
+      remote_log_every_s=30.0,      # a gs:// metrics.jsonl is rewritten at most this often
+                                    # (and at each checkpoint; GCS cannot append)
       checkpoint_every=200,
       keep_checkpoints=3,
       async_checkpointing=True,

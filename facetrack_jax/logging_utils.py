@@ -43,14 +43,16 @@ class MetricWriter:
   the run that continues from the checkpoint.
   """
 
-  def __init__(self, workdir, *, resume_step: int = 0, enabled: bool | None = None):
+  def __init__(self, workdir, *, resume_step: int = 0, enabled: bool | None = None,
+               remote_every_s: float = 30.0):
     self.enabled = jax.process_index() == 0 if enabled is None else enabled
     self.path = paths.resolve(workdir) / "metrics.jsonl"
     self._tb = None
     self._log = None
     if not self.enabled:
       return
-    self._log = paths.JsonlLog(self.path, keep_step=resume_step)
+    self._log = paths.JsonlLog(self.path, keep_step=resume_step,
+                               remote_every_s=remote_every_s)
     self._tb = _summary_writer(str(paths.resolve(workdir) / "tb"))
 
   def write(self, step: int, metrics: dict) -> None:
@@ -62,6 +64,11 @@ class MetricWriter:
       rec[k] = v if math.isfinite(v) else str(v)
       self._tb.add_scalar(f"train/{k}", v, int(step))
     self._log.write(rec)
+
+  def flush(self) -> None:
+    """Makes metrics.jsonl hold every step written (called at each checkpoint)."""
+    if self._log is not None:
+      self._log.flush()
 
   def close(self) -> None:
     if self._log is not None:

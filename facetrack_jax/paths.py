@@ -104,6 +104,11 @@ class JsonlLog:
     if time.monotonic() - self._last >= self._every:
       self._rewrite()
 
+  def flush(self) -> None:
+    """Makes every record written so far durable (a remote file: rewritten)."""
+    if self._remote:
+      self._rewrite()
+
   def close(self) -> None:
     if self._file is not None:
       self._file.close()

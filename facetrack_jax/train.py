@@ -284,7 +284,8 @@ def train(config, workdir: str, *, model_factory=train_step.default_model_factor
     start = 0
     state = train_step.init_state(config, setup, model_factory,
                                   params_override=imported_params(config, mesh))
-  writer = logging_utils.MetricWriter(workdir, resume_step=start)
+  writer = logging_utils.MetricWriter(workdir, resume_step=start,
+                                      remote_every_s=t.get("remote_log_every_s", 30.0))
   ids_log = ExampleIdLog(workdir, start) if t.get("log_example_ids") else None
   watch = PreemptionWatch()
   bar = tqdm(total=t.num_steps, initial=start, desc="train", unit="step",
@@ -321,6 +322,7 @@ def train(config, workdir: str, *, model_factory=train_step.default_model_factor
           bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
         bar.update(1)
         if save:
+          writer.flush()   # a gs:// metrics.jsonl is rewritten, not appended: now
           ckpt.save(step, state, data_iter)
         if preempted:
           logging.warning("SIGTERM: saved step %d, exiting", step)

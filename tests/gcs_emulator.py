@@ -26,12 +26,6 @@ from facetrack_jax import paths
 BUCKET = "facetrack-test"
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def emulator(log_path, start_timeout: float = 30.0):
   """Yields ``(url, env)``: the emulator's URL and the variables that point
@@ -39,7 +33,8 @@ def emulator(log_path, start_timeout: float = 30.0):
   import pytest
   pytest.importorskip("gcp_storage_emulator")
   pytest.importorskip("gcsfs")
-  port = _free_port()
+  from tests.train_helpers import free_port
+  port = free_port()
   log = open(log_path, "w")
   root = pathlib.Path(__file__).resolve().parents[1]
   proc = subprocess.Popen([sys.executable, "-m", "tests.gcs_emulator", str(port)],

@@ -231,10 +231,10 @@ class Checkpointer:
     dst_dir.mkdir(parents=True, exist_ok=True)
     dst = dst_dir / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
     if paths.is_remote(src):   # object stores have no directory rename: copy, delete
-      for f in src.rglob("*"):
-        if f.is_file():
-          (dst / f.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
-          f.copy(dst / f.relative_to(src))
+      for f in paths.files_under(src):
+        target = dst / os.path.relpath(os.fspath(f), os.fspath(src))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        f.copy(target)
       src.rmtree()
     else:
       shutil.move(src, dst)

@@ -143,10 +143,11 @@ class HFTokenizer:
 
 
 def train_byte_level_bpe(texts: Iterable[str], vocab_size: int, out=None,
-                         special_tokens=QWEN2_SPECIAL) -> HFTokenizer:
+                         special_tokens=QWEN2_SPECIAL, **pieces) -> HFTokenizer:
   """A Qwen2-style byte-level BPE of at most ``vocab_size`` learned pieces
   (256 byte pieces + merges), then ``special_tokens`` in order; written as
-  tokenizer.json to ``out`` (an epath) when given."""
+  tokenizer.json to ``out`` (an epath) when given. ``pieces``: as
+  :class:`HFTokenizer`'s ``<role>_piece`` arguments."""
   from facetrack_jax import prompt  # local: prompt does not import us
   from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
   texts = list(texts) + list(prompt.tokenizer_training_text())
@@ -166,7 +167,7 @@ def train_byte_level_bpe(texts: Iterable[str], vocab_size: int, out=None,
   tok.add_special_tokens([tokenizers.AddedToken(t, special=True, normalized=False)
                           for t in special_tokens])
   json_str = tok.to_str()
-  result = HFTokenizer(json_str=json_str)
+  result = HFTokenizer(json_str=json_str, **pieces)
   if out is not None:
     out = epath.Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

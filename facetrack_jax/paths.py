@@ -48,6 +48,14 @@ def resolve(path) -> epath.Path:
   return epath.Path(s if is_remote(s) else os.path.abspath(s))
 
 
+def files_under(path) -> list[epath.Path]:
+  """Every file below the directory ``path`` (epath's ``rglob`` refuses gs://)."""
+  out = []
+  for child in epath.Path(path).iterdir():
+    out.extend(files_under(child) if child.is_dir() else [child])
+  return out
+
+
 def emulator_env(url: str) -> dict[str, str]:
   """The variables that send every layer (module docstring) to the GCS
   emulator at ``url`` (``http://127.0.0.1:PORT``)."""

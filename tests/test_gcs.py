@@ -39,3 +39,38 @@ def test_remote_jsonl_log_keeps_steps_up_to_the_resume_step(tmp_path):
     resumed.close()
     assert [r["step"] for r in paths.read_jsonl(path)] == [1, 2]
     assert paths.resolve(path) == epath.Path(path) and str(paths.resolve(path)) == path
+
+
+def _values(step):
+  import numpy as np   # random: incompressible, so the array is a data file of its own
+  return np.random.default_rng(step).standard_normal(1 << 16).astype(np.float32)
+
+
+def test_damaged_checkpoint_on_gcs_is_set_aside(tmp_path):
+  """Checkpointer on gs://: a damaged newest checkpoint is copied to
+  checkpoints.damaged/ and deleted (an object store has no directory rename);
+  the previous one restores."""
+  import jax
+  import numpy as np
+  from jax.sharding import NamedSharding, PartitionSpec as P
+  from facetrack_jax import checkpoint, sharding
+  mesh = sharding.make_mesh((8, 1, 1))
+  put = lambda x: jax.device_put(x, NamedSharding(mesh, P()))
+  with gcs_emulator.emulator(tmp_path / "emulator.log"):
+    d = epath.Path(f"gs://{gcs_emulator.BUCKET}/run/checkpoints")
+    ckpt = checkpoint.Checkpointer(d, async_save=False)
+    for step in (1, 2):
+      ckpt.save(step, {"w": put(_values(step))})
+    ckpt.close()
+    files = [f for f in paths.files_under(d / "2" / "state") if f.stat().length > 1024]
+    big = max(files, key=lambda f: f.stat().length)
+    big.write_bytes(big.read_bytes()[:8])   # truncated
+    ckpt = checkpoint.Checkpointer(d, async_save=False)
+    abstract = {"w": jax.ShapeDtypeStruct((1 << 16,), np.float32, sharding=NamedSharding(mesh, P()))}
+    step, state = ckpt.restore_latest_good(abstract)
+    ckpt.close()
+    assert step == 1 and np.array_equal(np.asarray(state["w"]), _values(1))
+    assert not (d / "2").exists()
+    moved = list((d.parent / "checkpoints.damaged").iterdir())
+    assert len(moved) == 1 and moved[0].name.startswith("2-")
+    assert len(paths.files_under(moved[0])) >= len(files)

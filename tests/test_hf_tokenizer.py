@@ -123,3 +123,16 @@ def test_tokenizer_cli_writes_tokenizer_json(tmp_path):
   tok = tok_lib.load(tmp_path / "t")
   assert tok.decode(tok.encode("he smiles")) == "he smiles"
   assert np.all(np.asarray(tok.encode("he smiles")) < tok.visual_id)
+
+
+def test_llama3_names_and_a_named_visual_placeholder():
+  special = ("<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>",
+             "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>")
+  with pytest.raises(ValueError, match=r"family llama3\): no visual token known"):
+    hf_tokenizer.train_byte_level_bpe(["a b c"] * 5, 300, special_tokens=special)
+  tok = hf_tokenizer.train_byte_level_bpe(["a b c"] * 5, 300, special_tokens=special,
+                                          visual_piece="<|reserved_special_token_0|>")
+  base = tok.vocab_size - len(special)
+  assert tok.family == "llama3"
+  assert (tok.bos_id, tok.eos_id, tok.visual_id, tok.start_of_turn_id, tok.end_of_turn_id) == (
+      base, base + 1, base + 2, base + 3, base + 5)

@@ -1,9 +1,9 @@
 """FaceTrack-MM at the paper's scale: SigLIP-so400m/14 @ 384 + Qwen2-7B, 8 frames.
 
     python -m facetrack_jax.train --config configs/paper.py:stage1 --workdir W1 \
-        --config.init.vit=S --config.init.lm=Q --config.data.tokenizer=Q/tokenizer.json
+        --config.init.vit=S --config.init.lm=Q --config.data.tokenizer=Q
     python -m facetrack_jax.train --config configs/paper.py:stage2 --workdir W2 \
-        --config.init.checkpoint=W1/checkpoints --config.data.tokenizer=Q/tokenizer.json
+        --config.init.checkpoint=W1/checkpoints --config.data.tokenizer=Q
 
 Stages (``config.train.trainable``, frozen params keep no optimizer state):
 
@@ -92,7 +92,8 @@ def get_config(stage: str = "stage1"):
   config.mesh.shape = (1, -1, 1)   # FSDP over all devices
   config.data.update(
       name="facetrack/fecbench", data_dir="data/tfds",
-      tokenizer="weights/Qwen2-7B/tokenizer.json", chat_template="qwen2",
+      tokenizer="weights/Qwen2-7B",   # the snapshot directory: its tokenizer.json
+      chat_template="qwen2",
       # 8 × (196 + 16) = 1,696 visual tokens + prompt and caption.
       max_len=2048, batch_size=256)
   config.init.update(vit="weights/siglip-so400m-patch14-384", face_vit="",

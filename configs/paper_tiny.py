@@ -12,8 +12,12 @@ Clips: 4 frames of 32×32 (4×4 patches of 8 px, pooled to 2×2 = 4 tokens),
 16×16 face crops through the same tower (2×2 patches, 4 tokens).
 ``visual_token_id`` must be the tokenizer's ``<|video_pad|>``: here 1013 =
 Qwen2's special tokens in Qwen2's order (``<|endoftext|>`` … ``<|video_pad|>``
-= base + 0 … base + 13) after a 1000-piece vocabulary; override it for
-another tokenizer (the pipeline checks it).
+= base + 0 … base + 13) after a 1000-piece vocabulary
+(``python -m facetrack_jax.tokenizer train --captions A.json --vocab-size 1000
+--out T/tokenizer.json`` makes one; fewer pieces where the captions allow fewer
+merges); override it for another tokenizer (the pipeline checks it, naming
+both). ``tests/test_paper_gcs.py`` runs this config on 2 processes × 4 CPU
+devices with everything on a local GCS emulator.
 """
 
 import importlib.util

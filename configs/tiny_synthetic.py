@@ -27,7 +27,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.data = ml_collections.ConfigDict(dict(
       name="facetrack/synthetic",   # TFDS name: builder/config (data_prep.builder)
       data_dir="data/tfds",         # TFDS data_dir holding the built set
-      tokenizer="data/tokenizer.model",
+      tokenizer="data/tokenizer.model",   # SentencePiece .model, tokenizer.json, or a
+                                          # directory holding one (any epath: gs:// too)
+      visual_piece="",              # the visual placeholder's name ("": the tokenizer's
+                                    # default: <visual>, Qwen2's <|video_pad|>)
       chat_template="gemma",        # facetrack_jax/prompt.py: TEMPLATES ("gemma" | "qwen2")
       max_len=256,                  # L: prompt (incl. visual tokens) + caption
       batch_size=16,                # global, over all processes
@@ -62,6 +65,8 @@ def get_config() -> ml_collections.ConfigDict:
       # stage 2: those + "lm"; add "vit" / "face_vit" to tune the encoders.
       trainable=("*",),
       log_every=1,
+      remote_log_every_s=30.0,      # a gs:// metrics.jsonl is rewritten at most this often
+                                    # (and at each checkpoint; GCS cannot append)
       checkpoint_every=200,
       keep_checkpoints=3,
       async_checkpointing=True,

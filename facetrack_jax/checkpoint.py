@@ -48,7 +48,7 @@ import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
-from facetrack_jax import sharding
+from facetrack_jax import paths, sharding
 
 TMP_MARKER = ".orbax-checkpoint-tmp"
 
@@ -165,13 +165,15 @@ class Checkpointer:
                async_save: bool = True, data_shard: sharding.DataShard | None = None):
     """``data_shard``: this process's (``sharding.data_shard(mesh)``; default:
     one per process) — names the iterator state it saves and restores."""
-    self.directory = os.path.abspath(os.fspath(directory))
+    self.directory = paths.resolve(directory)   # local or gs://
     self.data_shard = this_process_shard() if data_shard is None else data_shard
     _register_array_handler()
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, create=True, enable_async_checkpointing=async_save)
     self._mngr = ocp.CheckpointManager(self.directory, options=options)
-    self.interrupted = sorted(n for n in os.listdir(self.directory) if TMP_MARKER in n)
+    # (An empty "directory" does not exist on an object store.)
+    self.interrupted = sorted(p.name for p in self.directory.iterdir()
+                              if TMP_MARKER in p.name) if self.directory.exists() else []
     for name in self.interrupted:
       logging.warning("checkpoint %s in %s: a save that never committed (the process "
                       "stopped while writing it); not restorable, ignored until a new save "
@@ -224,11 +226,18 @@ class Checkpointer:
     return None, None
 
   def _set_aside(self, step: int, err: Exception, good: int) -> None:
-    src = os.path.join(self.directory, str(step))
-    dst_dir = self.directory.rstrip(os.sep) + ".damaged"
-    os.makedirs(dst_dir, exist_ok=True)
-    dst = os.path.join(dst_dir, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
-    shutil.move(src, dst)
+    src = self.directory / str(step)
+    dst_dir = self.directory.parent / (self.directory.name + ".damaged")
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    dst = dst_dir / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if paths.is_remote(src):   # object stores have no directory rename: copy, delete
+      for f in paths.files_under(src):
+        target = dst / os.path.relpath(os.fspath(f), os.fspath(src))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        f.copy(target)
+      src.rmtree()
+    else:
+      shutil.move(src, dst)
     cause = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
     logging.error("checkpoint step %d in %s does not restore (%s: %s); step %d does, so "
                   "step %d is damaged: moved to %s, resuming from step %d",
@@ -249,7 +258,7 @@ def restore_params(directory: str | os.PathLike, abstract_params: Any,
   onto the shardings of ``abstract_params`` (``train_step.make_setup(...)
   .abstract_state["params"]``)."""
   _check_shardings(abstract_params)
-  with ocp.CheckpointManager(os.path.abspath(os.fspath(directory)),
+  with ocp.CheckpointManager(paths.resolve(directory),
                              options=ocp.CheckpointManagerOptions(read_only=True)) as mngr:
     step = mngr.latest_step() if step is None else step
     if step is None:

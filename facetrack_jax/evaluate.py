@@ -40,7 +40,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import pathlib
 import sys
 import time
 
@@ -51,7 +50,7 @@ from flax import nnx
 from ml_collections import config_flags
 from tqdm import tqdm
 
-from facetrack_jax import checkpoint, prompt, sharding, train_step
+from facetrack_jax import checkpoint, paths, prompt, sharding, train_step
 
 # Fields of an eval batch the model reads (the rest stay on the host).
 _MODEL_FIELDS = ("frames", "faces", "face_mask", "prompt")
@@ -67,7 +66,7 @@ def _text(x) -> str:
 def latest_step(workdir: str | os.PathLike) -> int | None:
   """The newest finalised checkpoint step in ``workdir/checkpoints`` (None if none)."""
   import orbax.checkpoint as ocp
-  d = pathlib.Path(workdir, "checkpoints").absolute()
+  d = paths.resolve(workdir) / "checkpoints"
   return max(ocp.utils.checkpoint_steps(d), default=None) if d.is_dir() else None
 
 
@@ -94,7 +93,7 @@ def load_model(config, workdir: str | os.PathLike, mesh, step: int | None = None
   ``config.model.param_dtype`` (or ``weights_dtype``: :func:`with_weights_dtype`)."""
   config = with_weights_dtype(config, weights_dtype)
   step = latest_step(workdir) if step is None else step
-  ckpt_dir = pathlib.Path(workdir, "checkpoints").absolute()
+  ckpt_dir = paths.resolve(workdir) / "checkpoints"
   if step is None:
     raise FileNotFoundError(f"no checkpoint in {ckpt_dir}: train first "
                             "(python -m facetrack_jax.train --workdir ...)")
@@ -235,7 +234,7 @@ def skipped_ids(src, split: str) -> list[str]:
   """Ids of ``split`` the build skipped (``errors.jsonl`` beside the TFDS
   shards): they have a reference caption but no clip, hence no prediction."""
   info = getattr(src, "dataset_info", None)
-  path = pathlib.Path(info.data_dir, "errors.jsonl") if info is not None else None
+  path = paths.resolve(info.data_dir) / "errors.jsonl" if info is not None else None
   if path is None or not path.is_file():
     return []
   recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -279,10 +278,10 @@ def evaluate(config, workdir: str | os.PathLike, *, split: str = "test",
   config = with_weights_dtype(config, weights_dtype)
   from facetrack_jax import report
   from facetrack_jax.metrics.breakdowns import write_breakdowns
-  from facetrack_jax.tokenizer import Tokenizer
+  from facetrack_jax import tokenizer as tokenizer_lib
   t0 = time.perf_counter()
   mesh = sharding.mesh_from_config(config.mesh)
-  tokenizer = Tokenizer(config.data.tokenizer)
+  tokenizer = tokenizer_lib.from_config(config.data)
   model, step = load_model(config, workdir, mesh, step)
   from facetrack_jax import input_pipeline
   src = input_pipeline.open_source(config.data, split) if source is None else source
@@ -294,7 +293,7 @@ def evaluate(config, workdir: str | os.PathLike, *, split: str = "test",
     return None
   if not rows:
     raise ValueError(f"split {split!r} yielded no valid example to caption")
-  out_dir = pathlib.Path(workdir, "eval", str(step))
+  out_dir = paths.resolve(workdir) / "eval" / str(step)
   out_dir.mkdir(parents=True, exist_ok=True)
   sources = sources_by_id(src)
   metrics = score(rows, sources, judge)
@@ -303,7 +302,7 @@ def evaluate(config, workdir: str | os.PathLike, *, split: str = "test",
   missing = skipped_ids(src, split)
   metrics.update(
       step=step, split=split, dataset=str(config.data.get("name", "")),
-      workdir=str(pathlib.Path(workdir).absolute()),
+      workdir=str(paths.resolve(workdir)),
       missing_ids=missing, num_predictions=len(rows),
       weights_dtype=str(config.model.param_dtype), seconds={"restore": t1 - t0, "generate": t2 - t1, "score": t3 - t2})
   rows = sorted(rows, key=lambda r: r["id"])
@@ -311,9 +310,9 @@ def evaluate(config, workdir: str | os.PathLike, *, split: str = "test",
     (out_dir / name).write_text(json.dumps(
         [{"id": r["id"], "caption": r[key]} for r in rows], indent=1) + "\n")
   (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-  with open(out_dir / "per_clip.jsonl", "w") as f:
-    for i, clip in per_clip.items():
-      f.write(json.dumps({"id": i, "source": sources.get(i, "unknown"), **clip}) + "\n")
+  (out_dir / "per_clip.jsonl").write_text("".join(
+      json.dumps({"id": i, "source": sources.get(i, "unknown"), **clip}) + "\n"
+      for i, clip in per_clip.items()))
   breakdowns = write_breakdowns({r["id"]: r["caption"] for r in rows},
                                 {r["id"]: r["reference"] for r in rows}, out_dir)
   examples = [dict(r, source=sources.get(r["id"], "unknown")) for r in rows[:num_examples]]
@@ -354,7 +353,7 @@ def main(argv) -> None:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
   if metrics is not None:
-    out = pathlib.Path(f.workdir, "eval", str(metrics["step"]))
+    out = paths.resolve(f.workdir) / "eval" / str(metrics["step"])
     if metrics["missing_ids"]:
       print(f"WARNING: {len(metrics['missing_ids'])} clips of split {f.split!r} were "
             f"skipped by the build and have no prediction: {metrics['missing_ids'][:20]}",

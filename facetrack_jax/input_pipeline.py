@@ -164,8 +164,14 @@ def _check(config, tokenizer, shard: sharding.DataShard) -> int:
   """Validates config against the tokenizer; returns the per-host batch size."""
   d, m = config.data, config.model
   if tokenizer.visual_id != m.visual_token_id:
-    raise ValueError(f"tokenizer {tokenizer} puts <visual> at id {tokenizer.visual_id} "
-                     f"but config.model.visual_token_id = {m.visual_token_id}")
+    cfg_id = m.visual_token_id
+    cfg_piece = (repr(tokenizer.id_to_piece(cfg_id)) if 0 <= cfg_id < tokenizer.vocab_size
+                 else "no token of it")
+    raise ValueError(
+        f"config.model.visual_token_id = {cfg_id} ({cfg_piece}) but tokenizer {tokenizer} "
+        f"has its visual placeholder {tokenizer.id_to_piece(tokenizer.visual_id)!r} at id "
+        f"{tokenizer.visual_id}: make them agree (--config.model.visual_token_id="
+        f"{tokenizer.visual_id}, or name the placeholder: --config.data.visual_piece=...)")
   if tokenizer.vocab_size > m.lm.vocab_size:
     raise ValueError(f"tokenizer {tokenizer} has {tokenizer.vocab_size} pieces, more "
                      f"than config.model.lm.vocab_size = {m.lm.vocab_size}")

@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import pathlib
 import sys
 
 import jax
+
+from facetrack_jax import paths
 
 
 def _summary_writer(logdir: str):
@@ -28,43 +29,31 @@ def _summary_writer(logdir: str):
   return SummaryWriter(logdir)
 
 
-def read_metrics(path: str | os.PathLike) -> list[dict]:
+def read_metrics(path) -> list[dict]:
   """All records of a ``metrics.jsonl`` (a torn last line is ignored)."""
-  out = []
-  p = pathlib.Path(path)
-  if not p.exists():
-    return out
-  for line in p.read_text().splitlines():
-    try:
-      out.append(json.loads(line))
-    except json.JSONDecodeError:
-      continue
-  return out
+  return paths.read_jsonl(path)
 
 
 class MetricWriter:
-  """``write(step, metrics)`` → TensorBoard scalars + a metrics.jsonl line.
+  """``write(step, metrics)`` → TensorBoard scalars + a metrics.jsonl line
+  (``workdir``: local or ``gs://``; :mod:`facetrack_jax.paths`).
 
   ``resume_step``: records after it (from a run killed after its last
   checkpoint) are dropped from metrics.jsonl, so the file always describes
   the run that continues from the checkpoint.
   """
 
-  def __init__(self, workdir: str | os.PathLike, *, resume_step: int = 0,
-               enabled: bool | None = None):
+  def __init__(self, workdir, *, resume_step: int = 0, enabled: bool | None = None,
+               remote_every_s: float = 30.0):
     self.enabled = jax.process_index() == 0 if enabled is None else enabled
-    self.path = pathlib.Path(workdir) / "metrics.jsonl"
+    self.path = paths.resolve(workdir) / "metrics.jsonl"
     self._tb = None
-    self._file = None
+    self._log = None
     if not self.enabled:
       return
-    self.path.parent.mkdir(parents=True, exist_ok=True)
-    kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
-    tmp = self.path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-    os.replace(tmp, self.path)
-    self._file = open(self.path, "a")
-    self._tb = _summary_writer(str(pathlib.Path(workdir) / "tb"))
+    self._log = paths.JsonlLog(self.path, keep_step=resume_step,
+                               remote_every_s=remote_every_s)
+    self._tb = _summary_writer(str(paths.resolve(workdir) / "tb"))
 
   def write(self, step: int, metrics: dict) -> None:
     if not self.enabled:
@@ -74,13 +63,17 @@ class MetricWriter:
       v = float(v)
       rec[k] = v if math.isfinite(v) else str(v)
       self._tb.add_scalar(f"train/{k}", v, int(step))
-    self._file.write(json.dumps(rec) + "\n")
-    self._file.flush()
+    self._log.write(rec)
+
+  def flush(self) -> None:
+    """Makes metrics.jsonl hold every step written (called at each checkpoint)."""
+    if self._log is not None:
+      self._log.flush()
 
   def close(self) -> None:
-    if self._file is not None:
-      self._file.close()
-      self._file = None
+    if self._log is not None:
+      self._log.close()
+      self._log = None
     if self._tb is not None:
       self._tb.close()
       self._tb = None
@@ -154,7 +147,7 @@ def write_hparams(logdir: str | os.PathLike, sessions: list[dict],
       else:
         start.hparams[k].string_value = v
     status = "STATUS_FAILURE" if s.get("failed") else "STATUS_SUCCESS"
-    with _summary_writer(str(pathlib.Path(logdir) / s["name"])) as w:
+    with _summary_writer(str(paths.resolve(logdir) / s["name"])) as w:
       w.file_writer.add_summary(summary("_hparams_/session_start_info",
                                         session_start_info=start))
       for tag, v in s.get("metrics", {}).items():

@@ -119,6 +119,9 @@ def build_prompt(tokenizer, n_visual: int, instruction: str | None = None,
   instruction = INSTRUCTION if instruction is None else instruction
   c, t = get_template(template), tokenizer
   start, stop, nl = t.start_of_turn_id, t.end_of_turn_id, t.encode("\n")
+  if c.bos and t.bos_id is None:
+    raise ValueError(f"chat template {template!r} starts with a bos token, which tokenizer "
+                     f"{t} lacks: use a template without one (e.g. 'qwen2')")
   ids = [t.bos_id] if c.bos else []
   if c.system is not None:
     ids += [start] + t.encode(c.system) + [stop] + nl

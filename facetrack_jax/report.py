@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import math
 import os
-import pathlib
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from facetrack_jax import paths
 from facetrack_jax.metrics.breakdowns import breakdown_sections
 
 COLUMNS = ("CIDEr", "ROUGE-L", "AutoDQ", "TEM")
@@ -70,7 +70,7 @@ def read_examples(eval_dir: str | os.PathLike, n: int = 5) -> list[dict]:
   (``predictions.json``, ``references.json``, ``per_clip.jsonl``):
   ``[{"id", "source", "caption", "reference"}]``."""
   import json
-  d = pathlib.Path(eval_dir)
+  d = paths.resolve(eval_dir)
   preds = json.loads((d / "predictions.json").read_text())
   refs = {r["id"]: r["caption"] for r in json.loads((d / "references.json").read_text())}
   sources = {}
@@ -162,7 +162,7 @@ def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
 
 
 def plot_curve(records: Sequence[Mapping], out_png: str | os.PathLike, *, key: str = "loss",
-               title: str = "training loss", size: tuple[int, int] = (720, 420)) -> pathlib.Path:
+               title: str = "training loss", size: tuple[int, int] = (720, 420)):
   """Draws ``key`` over ``step`` of metric records (``metrics.jsonl`` lines)
   as a PNG: raw values (light) and an exponential moving average (dark), log
   y axis when every value is positive."""
@@ -228,12 +228,15 @@ def _grid(img, yticks, xticks, margins) -> None:
   cv2.rectangle(img, (left, top), (w - right, h - bottom), black, 1)
 
 
-def _write_png(img, out_png, what: str) -> pathlib.Path:
+def _write_png(img, out_png, what: str):
+  """Writes ``img`` as a PNG to ``out_png`` (local or gs://); returns its epath."""
   import cv2
-  out = pathlib.Path(out_png)
+  out = paths.resolve(out_png)
+  ok, png = cv2.imencode(".png", img)
+  if not ok:
+    raise OSError(f"{what}: could not encode a PNG for {out}")
   out.parent.mkdir(parents=True, exist_ok=True)
-  if not cv2.imwrite(str(out), img):
-    raise OSError(f"{what}: could not write {out}")
+  out.write_bytes(png.tobytes())
   return out
 
 
@@ -243,7 +246,7 @@ _COLOURS = ((160, 70, 20), (30, 120, 230), (40, 160, 40), (40, 40, 200), (150, 6
 
 
 def plot_points(series: Mapping[str, Sequence[tuple]], out_png: str | os.PathLike, *,
-                title: str, x_label: str, size: tuple[int, int] = (720, 420)) -> pathlib.Path:
+                title: str, x_label: str, size: tuple[int, int] = (720, 420)):
   """A PNG of ``{label: [(x, mean, std), ...]}``: each series' means joined by
   a line, ± std as error bars. The x values are categories, evenly spaced in
   sorted order (numbers by value), so 0, 1, 4, 16 read apart."""

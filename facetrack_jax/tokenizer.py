@@ -16,10 +16,17 @@ Any other SentencePiece model (Llama, Gemma, ...) loads too: special pieces are
 looked up by name; name existing pieces for the ones it lacks, e.g.
 ``Tokenizer(path, visual_piece="<unused0>")``.
 
+Hugging Face ``tokenizer.json`` files (Qwen2, Llama-3 byte-level BPE) load
+through :func:`load` as :class:`facetrack_jax.hf_tokenizer.HFTokenizer`, which
+has the same interface. ``load`` picks by path: ``*.json`` or a directory
+holding ``tokenizer.json`` -> HF; anything else (``*.model``, a directory
+holding ``tokenizer.model``) -> SentencePiece. Paths are ``etils.epath``
+(local or ``gs://``).
+
 CLI::
 
     python -m facetrack_jax.tokenizer train --captions A.json [B.json ...] \
-        --vocab-size 1024 --out tok.model
+        --vocab-size 1024 --out tok.model          # or --out tokenizer.json
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import pathlib
 from collections.abc import Iterable, Sequence
 
 import sentencepiece as spm
+from etils import epath
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 VISUAL_PIECE = "<visual>"
@@ -57,7 +65,7 @@ class Tokenizer:
       raise ValueError("Tokenizer: give exactly one of path or model_proto")
     self.path = None if path is None else str(path)
     if model_proto is None:
-      p = pathlib.Path(path)
+      p = epath.Path(path)
       if not p.is_file():
         raise FileNotFoundError(f"tokenizer model {p} does not exist; train one with "
                                 "`python -m facetrack_jax.tokenizer train ...`")
@@ -147,6 +155,40 @@ class Tokenizer:
     self.path = state["path"]
 
 
+PIECE_KEYS = ("visual", "start_of_turn", "end_of_turn", "bos", "eos", "pad")
+
+
+def load(path, **pieces):
+  """The tokenizer at ``path`` (module docstring): SentencePiece or HF.
+
+  ``pieces``: special-token names by role (``visual_piece="<|image_pad|>"``,
+  keys ``<role>_piece`` for :data:`PIECE_KEYS`); empty / None = the default.
+  """
+  pieces = {k: v for k, v in pieces.items() if v}
+  p = epath.Path(path)
+  if p.is_dir():
+    found = [p / n for n in ("tokenizer.json", "tokenizer.model") if (p / n).is_file()]
+    if not found:
+      raise FileNotFoundError(f"tokenizer directory {p} holds neither tokenizer.json "
+                              "nor tokenizer.model")
+    p = found[0]
+  if p.name.endswith(".json"):
+    from facetrack_jax.hf_tokenizer import HFTokenizer
+    return HFTokenizer(p, **pieces)
+  extra = sorted(set(pieces) - {"visual_piece", "start_of_turn_piece", "end_of_turn_piece"})
+  if extra:
+    raise ValueError(f"tokenizer {p}: a SentencePiece model takes no {extra} (its "
+                     "bos/eos/pad come from the model)")
+  return Tokenizer(p, **pieces)
+
+
+def from_config(data_cfg):
+  """:func:`load` of ``config.data.tokenizer`` with the optional
+  ``config.data.<role>_piece`` names."""
+  return load(data_cfg.tokenizer, **{f"{k}_piece": data_cfg.get(f"{k}_piece", "")
+                                     for k in PIECE_KEYS})
+
+
 def train_tokenizer(texts: Iterable[str], vocab_size: int, out: str | pathlib.Path | None = None,
                     model_type: str = "unigram") -> Tokenizer:
   """Trains a tokenizer (in memory) with the fixed special ids above.
@@ -175,7 +217,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out: str | pathlib.Pa
                      f"{model_type!r}) on {len(texts)} texts failed: {e}") from e
   tok = Tokenizer(model_proto=model.getvalue())
   if out is not None:
-    out = pathlib.Path(out)
+    out = epath.Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(model.getvalue())
     tok.path = str(out)
@@ -187,7 +229,7 @@ def read_captions(paths: Sequence[str | pathlib.Path]) -> list[str]:
   captions = []
   for path in paths:
     try:
-      data = json.loads(pathlib.Path(path).read_text())
+      data = json.loads(epath.Path(path).read_text())
     except (OSError, json.JSONDecodeError) as e:
       raise ValueError(f"caption file {path}: cannot read JSON ({e})") from e
     if not isinstance(data, list):
@@ -207,12 +249,18 @@ def main(argv: Sequence[str] | None = None) -> None:
   t.add_argument("--captions", nargs="+", required=True,
                  help="annotation JSON files (lists of {'caption': ...})")
   t.add_argument("--vocab-size", type=int, required=True)
-  t.add_argument("--out", required=True, help="output .model path")
+  t.add_argument("--out", required=True,
+                 help="output .model path (SentencePiece), or tokenizer.json (a "
+                      "Qwen2-style byte-level BPE: hf_tokenizer.train_byte_level_bpe)")
   t.add_argument("--model-type", default="unigram", choices=("unigram", "bpe"))
   args = parser.parse_args(argv)
   try:
     captions = read_captions(args.captions)
-    tok = train_tokenizer(captions, args.vocab_size, args.out, args.model_type)
+    if args.out.endswith(".json"):
+      from facetrack_jax.hf_tokenizer import train_byte_level_bpe
+      tok = train_byte_level_bpe(captions, args.vocab_size, args.out)
+    else:
+      tok = train_tokenizer(captions, args.vocab_size, args.out, args.model_type)
   except ValueError as e:
     parser.exit(2, f"error: {e}\n")
   print(f"wrote {args.out}: vocab {tok.vocab_size}, {len(captions)} captions")

@@ -22,10 +22,8 @@ hold replicas of one shard, e.g. a tensor axis across hosts).
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
-import pathlib
 import signal
 import sys
 import time
@@ -38,7 +36,8 @@ from flax import nnx
 from ml_collections import config_flags
 from tqdm import tqdm
 
-from facetrack_jax import checkpoint, event_supervision, logging_utils, sharding, train_step
+from facetrack_jax import (checkpoint, event_supervision, logging_utils, paths, sharding,
+                           train_step)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -122,17 +121,18 @@ def check_init_files(config) -> None:
     path = init.get(name)
     if not path:
       continue
-    if os.path.isdir(path):
-      if not any(f.endswith(".safetensors") for f in os.listdir(path)):
+    p = paths.resolve(path)
+    if p.is_dir():
+      if not any(p.glob("*.safetensors")):
         problems.append(f"config.init.{name}={path}: directory holds no *.safetensors")
-    elif not os.path.isfile(path):
+    elif not p.is_file():
       problems.append(f"config.init.{name}={path}: no such file or directory")
   ckpt = init.get("checkpoint")
   if ckpt:
     if any(init.get(n) for n in ("vit", "face_vit", "lm")):
       problems.append(f"config.init.checkpoint={ckpt} replaces every param: leave "
                       "config.init.vit / face_vit / lm empty")
-    if not os.path.isdir(ckpt):
+    if not paths.resolve(ckpt).is_dir():
       problems.append(f"config.init.checkpoint={ckpt}: no such directory (a training "
                       "run's W/checkpoints)")
   if problems:
@@ -224,23 +224,20 @@ class ExampleIdLog:
   """``W/example_ids/process_<i>.jsonl``: the ids of the examples this process
   consumed at each step (``config.train.log_example_ids``; multi-host tests)."""
 
-  def __init__(self, workdir: str, resume_step: int):
-    self.path = pathlib.Path(workdir) / "example_ids" / f"process_{jax.process_index()}.jsonl"
-    self.path.parent.mkdir(parents=True, exist_ok=True)
-    kept = [r for r in logging_utils.read_metrics(self.path) if r["step"] <= resume_step]
-    self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
-    self._file = open(self.path, "a")
+  def __init__(self, workdir, resume_step: int):
+    self.path = (paths.resolve(workdir) / "example_ids"
+                 / f"process_{jax.process_index()}.jsonl")
+    self._log = paths.JsonlLog(self.path, keep_step=resume_step)
 
   def write(self, step: int, batch_np: dict) -> None:
     if "id" in batch_np:
       ids = [x.decode() if isinstance(x, bytes) else str(x) for x in np.asarray(batch_np["id"])]
     else:  # pipeline without ids: a content fingerprint (names a clip if not augmented)
       ids = [example_fingerprint(f, c) for f, c in zip(batch_np["frames"], batch_np["faces"])]
-    self._file.write(json.dumps({"step": step, "ids": ids}) + "\n")
-    self._file.flush()
+    self._log.write({"step": step, "ids": ids})
 
   def close(self) -> None:
-    self._file.close()
+    self._log.close()
 
 
 def _check_finite(step: int, m: dict, ckpt: checkpoint.Checkpointer) -> None:
@@ -261,22 +258,22 @@ def train(config, workdir: str, *, model_factory=train_step.default_model_factor
   holds checkpoints). ``source``: a random-access record source to read
   instead of the TFDS dataset. Returns ``{"step", "loss", "preempted"}``."""
   from facetrack_jax import input_pipeline
-  from facetrack_jax.tokenizer import Tokenizer
+  from facetrack_jax import tokenizer as tokenizer_lib
 
   initialize_distributed(config.get("distributed") or {})
   _check_config(config)
   check_init_files(config)   # before the tokenizer, the data and any allocation
   t = config.train
   event_weight = event_supervision.loss_weight(config)
-  workdir = os.path.abspath(workdir)
+  workdir = paths.resolve(workdir)   # local or gs:// (facetrack_jax/paths.py)
   mesh = sharding.mesh_from_config(config.mesh)
   shard = sharding.data_shard(mesh)
   logging.info("data shard %d of %d (processes %s)", shard.index, shard.count, shard.processes)
-  tokenizer = Tokenizer(config.data.tokenizer)
+  tokenizer = tokenizer_lib.from_config(config.data)
   data_iter = input_pipeline.make_train_iterator(config, tokenizer, source=source, shard=shard)
 
   setup = train_step.make_setup(config, mesh, model_factory)
-  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
+  ckpt = checkpoint.Checkpointer(workdir / "checkpoints",
                                  keep=t.keep_checkpoints, async_save=t.async_checkpointing,
                                  data_shard=shard)
   start, state = ckpt.restore_latest_good(setup.abstract_state, data_iter)
@@ -287,7 +284,8 @@ def train(config, workdir: str, *, model_factory=train_step.default_model_factor
     start = 0
     state = train_step.init_state(config, setup, model_factory,
                                   params_override=imported_params(config, mesh))
-  writer = logging_utils.MetricWriter(workdir, resume_step=start)
+  writer = logging_utils.MetricWriter(workdir, resume_step=start,
+                                      remote_every_s=t.get("remote_log_every_s", 30.0))
   ids_log = ExampleIdLog(workdir, start) if t.get("log_example_ids") else None
   watch = PreemptionWatch()
   bar = tqdm(total=t.num_steps, initial=start, desc="train", unit="step",
@@ -324,6 +322,7 @@ def train(config, workdir: str, *, model_factory=train_step.default_model_factor
           bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
         bar.update(1)
         if save:
+          writer.flush()   # a gs:// metrics.jsonl is rewritten, not appended: now
           ckpt.save(step, state, data_iter)
         if preempted:
           logging.warning("SIGTERM: saved step %d, exiting", step)

@@ -14,9 +14,6 @@ devices (jax.distributed over 127.0.0.1).
 
 import json
 import shutil
-import socket
-import subprocess
-import sys
 import time
 
 import jax
@@ -32,12 +29,6 @@ STEPS = 4
 CROSS = dict(mesh__shape=(4, 1, 2), mesh__dcn_shape=(1, 1, 2))   # tensor pairs across hosts
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
 def _overrides(data, **extra):
   # No augmentation, so that an example's content names its clip even when
   # the pipeline's batches carry no ids (train.example_fingerprint).
@@ -49,23 +40,8 @@ def _overrides(data, **extra):
 def _two_processes(module, workdirs, data, o, logs, extra_args=()):
   """Runs ``python -m module`` as processes 0 and 1 (workdir i for process i);
   returns (exit codes, logs)."""
-  port = _free_port()
-  procs = []
-  for i, w in enumerate(workdirs):
-    cmd = ([sys.executable, "-m", module, "--config", str(ROOT / "configs" / "tiny_synthetic.py"),
-            "--workdir", str(w)] + [f"--config.{k}={th._flag(v)}" for k, v in o.items()]
-           + list(extra_args))
-    procs.append(subprocess.Popen(
-        cmd, env=th.env(data, devices=4, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
-                        JAX_NUM_PROCESSES=2, JAX_PROCESS_ID=i),
-        cwd=ROOT, stdout=open(logs[i], "w"), stderr=subprocess.STDOUT))
-  try:
-    codes = [p.wait(timeout=600) for p in procs]
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-  return codes, [log.read_text() for log in logs]
+  procs = th.start_processes(module, workdirs, data, o, logs, extra_args)
+  return th.wait_all(procs, logs)
 
 
 def _without_dcn(o, **extra):

@@ -18,6 +18,7 @@ import pytest
 
 from facetrack_jax import optim, sharding, train, train_step
 from facetrack_jax.models.facetrack import num_visual_tokens
+from tests import train_helpers as th
 from tests.conftest import ROOT
 
 
@@ -57,24 +58,6 @@ def test_paper_stages():
     train.check_init_files(s2)
 
 
-def _tiny_hf(config, tmp_path):
-  torch = pytest.importorskip("torch")
-  transformers = pytest.importorskip("transformers")
-  torch.manual_seed(0)
-  v, lm = config.model.vit, config.model.lm
-  transformers.SiglipVisionModel(transformers.SiglipVisionConfig(
-      hidden_size=v.width, intermediate_size=v.mlp_dim, num_hidden_layers=v.depth,
-      num_attention_heads=v.num_heads, image_size=v.image_size, patch_size=v.patch_size,
-      layer_norm_eps=v.layernorm_eps, vision_use_head=True)).save_pretrained(tmp_path / "vit")
-  transformers.Qwen2ForCausalLM(transformers.Qwen2Config(
-      vocab_size=lm.vocab_size, hidden_size=lm.width, num_hidden_layers=lm.depth,
-      num_attention_heads=lm.num_heads, num_key_value_heads=lm.num_kv_heads,
-      intermediate_size=lm.mlp_dim, rms_norm_eps=lm.rms_eps, rope_theta=lm.rope_theta,
-      tie_word_embeddings=False, max_position_embeddings=lm.max_len)).save_pretrained(
-          tmp_path / "lm")
-  config.init.vit, config.init.lm = str(tmp_path / "vit"), str(tmp_path / "lm")
-
-
 def _batch(config, mesh, b=8, seed=0):
   """A random batch shaped as the pipeline's (the visual placeholders first)."""
   rng = np.random.default_rng(seed)
@@ -97,7 +80,7 @@ def _batch(config, mesh, b=8, seed=0):
 
 def test_paper_tiny_imports_hf_towers_and_stage1_trains_only_projectors(tmp_path):
   config = _config("paper_tiny", "stage1")
-  _tiny_hf(config, tmp_path)
+  th.tiny_hf_weights(config, tmp_path)
   train.check_init_files(config)
   mesh = sharding.make_mesh((2, 2, 2))
   setup = train_step.make_setup(config, mesh)

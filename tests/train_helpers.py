@@ -123,8 +123,9 @@ def start(workdir, data, o, log_path, **env_extra) -> subprocess.Popen:
 
 
 def records(workdir) -> list[dict]:
-  from facetrack_jax.logging_utils import read_metrics
-  return read_metrics(pathlib.Path(workdir) / "metrics.jsonl")
+  """metrics.jsonl of ``workdir`` (local or gs://)."""
+  from facetrack_jax import paths
+  return paths.read_jsonl(paths.resolve(workdir) / "metrics.jsonl")
 
 
 def losses(workdir) -> dict[int, float]:
@@ -174,9 +175,70 @@ def reference_copy(tmp_path_factory, workdir, last_step: int) -> pathlib.Path:
   return pathlib.Path(workdir)
 
 
-def assert_losses_equal(workdir, ref: dict[int, float]) -> None:
-  """Every step 1..STEPS logged once, each loss bit-identical to ``ref``."""
+def assert_losses_equal(workdir, ref: dict[int, float], steps: int = STEPS) -> None:
+  """Every step 1..steps logged once, each loss bit-identical to ``ref``."""
   got = losses(workdir)
-  assert sorted(got) == list(range(1, STEPS + 1))
+  assert sorted(got) == list(range(1, steps + 1)), sorted(got)
   mismatched = [s for s in got if got[s] != ref[s]]
   assert not mismatched, {s: (got[s], ref[s]) for s in mismatched}
+
+
+def tiny_hf_weights(config, directory) -> None:
+  """Random tiny HF ``SiglipVisionModel`` (MAP head) and ``Qwen2ForCausalLM``
+  (untied) of ``config.model``'s shapes, saved as safetensors with
+  ``save_pretrained`` under ``directory/{vit,lm}``; ``config.init.vit`` /
+  ``config.init.lm`` point at them."""
+  import pytest
+  torch = pytest.importorskip("torch")
+  transformers = pytest.importorskip("transformers")
+  torch.manual_seed(0)
+  directory = pathlib.Path(directory)
+  v, lm = config.model.vit, config.model.lm
+  transformers.SiglipVisionModel(transformers.SiglipVisionConfig(
+      hidden_size=v.width, intermediate_size=v.mlp_dim, num_hidden_layers=v.depth,
+      num_attention_heads=v.num_heads, image_size=v.image_size, patch_size=v.patch_size,
+      layer_norm_eps=v.layernorm_eps, vision_use_head=True)).save_pretrained(directory / "vit")
+  transformers.Qwen2ForCausalLM(transformers.Qwen2Config(
+      vocab_size=lm.vocab_size, hidden_size=lm.width, num_hidden_layers=lm.depth,
+      num_attention_heads=lm.num_heads, num_key_value_heads=lm.num_kv_heads,
+      intermediate_size=lm.mlp_dim, rms_norm_eps=lm.rms_eps, rope_theta=lm.rope_theta,
+      tie_word_embeddings=False, max_position_embeddings=lm.max_len)).save_pretrained(
+          directory / "lm")
+  config.init.vit, config.init.lm = str(directory / "vit"), str(directory / "lm")
+
+
+def free_port() -> int:
+  import socket
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def start_processes(module: str, workdirs, data: dict, o: dict, logs, extra_args=(), *,
+                    config: str = "tiny_synthetic.py", devices: int = 4,
+                    **env_extra) -> list[subprocess.Popen]:
+  """Starts ``python -m module`` as processes 0..n-1 of one jax.distributed
+  job on 127.0.0.1 (workdir i and log i for process i; ``devices`` CPU
+  devices each)."""
+  port = free_port()
+  procs = []
+  for i, w in enumerate(workdirs):
+    cmd = ([sys.executable, "-m", module, "--config", str(ROOT / "configs" / config),
+            "--workdir", str(w)] + [f"--config.{k}={_flag(v)}" for k, v in o.items()]
+           + list(extra_args))
+    procs.append(subprocess.Popen(
+        cmd, env=env(data, devices=devices, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
+                      JAX_NUM_PROCESSES=len(workdirs), JAX_PROCESS_ID=i, **env_extra),
+        cwd=ROOT, stdout=open(logs[i], "w"), stderr=subprocess.STDOUT))
+  return procs
+
+
+def wait_all(procs, logs, timeout: float = 600) -> tuple[list[int], list[str]]:
+  """Exit codes and log texts of ``procs`` (killed if still running after ``timeout``)."""
+  try:
+    codes = [p.wait(timeout=timeout) for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  return codes, [pathlib.Path(log).read_text() for log in logs]

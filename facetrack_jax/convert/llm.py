@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
 
 import jax.numpy as jnp
 import ml_collections
@@ -33,6 +32,7 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
+from facetrack_jax import paths
 from facetrack_jax.convert.safetensors_io import TensorSource, materialize
 from facetrack_jax.models import layers
 from facetrack_jax.models.lm import LM
@@ -112,7 +112,7 @@ def load_llm(path: str | os.PathLike, cfg=None, *, mesh=None, dtype=jnp.float32,
   Each parameter is placed onto its sharding on ``mesh`` (None: one device).
   Any missing, extra or mis-shaped tensor is an error naming it.
   """
-  path = pathlib.Path(path)
+  path = paths.resolve(path)
   if cfg is None:
     cfg_file = (path if path.is_dir() else path.parent) / "config.json"
     if not cfg_file.is_file():

@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
+import shutil
 import struct
+import tempfile
 from collections.abc import Callable, Mapping
 
 import jax
 import ml_dtypes
 import numpy as np
+from etils import epath
 from flax import nnx
 
-from facetrack_jax import sharding
+from facetrack_jax import paths, sharding
 
 _DTYPES = {
     "F64": np.float64, "F32": np.float32, "F16": np.float16,
@@ -30,8 +32,30 @@ _DTYPES = {
 }
 
 
-def _read_file(path: pathlib.Path) -> dict[str, np.ndarray]:
-  with open(path, "rb") as f:
+def _local_copy(path: epath.Path) -> tuple[str, bool]:
+  """(a local file name holding ``path``, whether it is a temporary copy).
+  A remote (``gs://``) file is copied to a temporary local file first, so
+  that it can be memory-mapped; the copy is unlinked once mapped (the map
+  keeps its pages until the arrays are freed)."""
+  if not paths.is_remote(path):
+    return os.fspath(path), False
+  fd, tmp = tempfile.mkstemp(suffix=".safetensors")
+  with os.fdopen(fd, "wb") as out, path.open("rb") as f:
+    shutil.copyfileobj(f, out, 16 << 20)
+  return tmp, True
+
+
+def _read_file(path: epath.Path) -> dict[str, np.ndarray]:
+  local, temporary = _local_copy(path)
+  try:
+    return _map_file(local, path)
+  finally:
+    if temporary:
+      os.unlink(local)
+
+
+def _map_file(local: str, path) -> dict[str, np.ndarray]:
+  with open(local, "rb") as f:
     head = f.read(8)
     if len(head) != 8:
       raise ValueError(f"{path}: not a safetensors file (shorter than its header)")
@@ -41,7 +65,7 @@ def _read_file(path: pathlib.Path) -> dict[str, np.ndarray]:
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
       raise ValueError(f"{path}: not a safetensors file (bad JSON header: {e})") from e
   header.pop("__metadata__", None)
-  data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + n)
+  data = np.memmap(local, dtype=np.uint8, mode="r", offset=8 + n)
   out = {}
   for name, info in header.items():
     if info["dtype"] not in _DTYPES:
@@ -53,8 +77,9 @@ def _read_file(path: pathlib.Path) -> dict[str, np.ndarray]:
 
 def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
   """All tensors of a ``.safetensors`` file, or of every such file in a
-  directory (HF sharded checkpoints), as memory-mapped numpy arrays."""
-  path = pathlib.Path(path)
+  directory (HF sharded checkpoints), as memory-mapped numpy arrays.
+  ``path``: local or ``gs://`` (copied to a local temporary file first)."""
+  path = paths.resolve(path)
   if path.is_dir():
     files = sorted(path.glob("*.safetensors"))
     if not files:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
 
 import jax.numpy as jnp
 import ml_collections
@@ -26,6 +25,7 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
+from facetrack_jax import paths
 from facetrack_jax.convert.safetensors_io import TensorSource, materialize
 from facetrack_jax.models import layers
 from facetrack_jax.models.vit import ViT
@@ -57,7 +57,7 @@ def siglip_config_from_hf(config: dict) -> ml_collections.ConfigDict:
       posemb_resample="bicubic"))  # as HF's interpolate_pos_encoding
 
 
-def _read_config_json(path: pathlib.Path) -> dict:
+def _read_config_json(path) -> dict:
   file = (path if path.is_dir() else path.parent) / "config.json"
   if not file.is_file():
     raise FileNotFoundError(f"{path}: no cfg given and no config.json beside the weights")
@@ -130,7 +130,7 @@ def load_siglip_vision(path: str | os.PathLike, cfg: ml_collections.ConfigDict |
   (``None``: one device). Parameters are stored in ``param_dtype``;
   ``scan_layers``: the ViT's layer layout (per-layer tensors stacked).
   """
-  path = pathlib.Path(path)
+  path = paths.resolve(path)
   if cfg is None:
     cfg = siglip_config_from_hf(_read_config_json(path))
   if cfg.width % cfg.num_heads:

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
+from etils import epath
 from collections import Counter
 from collections.abc import Callable, Mapping
 
@@ -151,7 +151,7 @@ def write_breakdowns(preds: Mapping[str, str], refs: Mapping[str, str],
   """:func:`breakdowns`, each written as ``out_dir/per_<kind>.json``."""
   out = breakdowns(preds, refs)
   for kind, b in out.items():
-    pathlib.Path(out_dir, f"per_{kind}.json").write_text(json.dumps(b, indent=1) + "\n")
+    (epath.Path(out_dir) / f"per_{kind}.json").write_text(json.dumps(b, indent=1) + "\n")
   return out
 
 

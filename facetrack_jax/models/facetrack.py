@@ -57,8 +57,10 @@ class FaceTrackMM(nnx.Module):
   def __init__(self, cfg: ml_collections.ConfigDict, *, rngs: nnx.Rngs):
     dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-    # Towers and LM: layers unrolled or scanned, rematerialised by policy name.
-    stack = dict(scan_layers=cfg.get("scan_layers", False), remat=cfg.get("remat", "none"))
+    # Towers and LM: layers unrolled or scanned, rematerialised by policy name,
+    # attention through the einsums or jax.nn.dot_product_attention.
+    stack = dict(scan_layers=cfg.get("scan_layers", False), remat=cfg.get("remat", "none"),
+                 attention=cfg.get("attention", "auto"))
     c = cfg.compressor
     self.num_frames, self.visual_token_id = cfg.num_frames, cfg.visual_token_id
     self.global_tokens, self.face_tokens = c.global_tokens, c.face_tokens

@@ -1,7 +1,7 @@
 """The attention paths on CPU (issue 24): compiled memory and timings, einsum vs fused.
 
-    python -m benchmarks.attention_cpu --memory [--batch 1] [--out benchmarks/results/attention_cpu_memory]
-    python -m benchmarks.attention_cpu --timing [--repeats 5] [--out benchmarks/results/attention_cpu_timing]
+    python -m benchmarks.attention_cpu --memory [--batch 1] [--out PATH]   # PATH.json, PATH.md
+    python -m benchmarks.attention_cpu --timing [--repeats 5] [--out PATH]
 
 ``--memory``: the trainer's own step (``train_step.jit_train_step``) at the
 paper's widths with reduced depth (SigLIP-so400m tower at 384/224 px, Qwen2-7B
@@ -20,7 +20,8 @@ no memory here, not what cuDNN saves.
 (``(t(1 + N tokens) - t(1 token)) / N``) at batch 1 and 8, einsum vs
 ``dot_product`` timed alternately (``a, b, a, b, …``), medians and spreads.
 
-Writes ``<out>.json`` (every number, the command) and ``<out>.md``.
+Writes ``<out>.json`` (every number, the command) and ``<out>.md`` (default
+``benchmarks/results/attention_cpu_<memory|timing>``).
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def memory(batch: int = 1) -> dict:
     mem = rep["memory"]
     rows.append(dict(attention=attention, remat=remat, logits_at=logits_at, batch=batch,
                      seq_len=config.data.max_len, num_params=rep["num_params"],
-                     temporaries=mem["temporaries"], temporaries_per_example=mem["temporaries"] / batch,
+                     temporaries=mem["temporaries"],
+                     temporaries_per_example=mem["temporaries"] / batch,
                      arguments=mem["arguments"], peak_estimate=mem["peak_estimate"],
                      compile_s=rep["compile_s"], lower_s=rep["lower_s"],
                      wall_s=time.perf_counter() - t0))
@@ -73,7 +75,8 @@ def memory(batch: int = 1) -> dict:
   return dict(kind="memory", rows=rows)
 
 
-def timing(repeats: int = 5, new_tokens: int = 16, prompt_len: int = 128) -> dict:
+def timing(repeats: int = 5, new_tokens: int = 16, prompt_len: int = 128,
+           train: bool = True) -> dict:
   import jax
   import jax.numpy as jnp
   from flax import nnx
@@ -85,13 +88,14 @@ def timing(repeats: int = 5, new_tokens: int = 16, prompt_len: int = 128) -> dic
 
   # Train step, small config, batch 8.
   steps = {}
-  for a in PATHS:
+  for a in PATHS if train else ():
     config = bench_train.load_config("small")
     config.model.attention = a
     config.mesh.shape = (1, 1, 1)
     steps[a] = bench_train.build_step(config, common.random_batch(config.model, 8, 64))
     common.jax_sync(steps[a].step())
-  out["train_step_batch8"] = _alternate({a: steps[a].step for a in PATHS}, repeats)
+  if train:
+    out["train_step_batch8"] = _alternate({a: steps[a].step for a in PATHS}, repeats)
   del steps
 
   # Prefill and decode: the small config's LM (fp32), random weights.
@@ -134,8 +138,9 @@ def markdown(report: dict) -> str:
            f"Date (UTC): {report['date']}", ""]
   if report["kind"] == "memory":
     r0 = report["rows"][0]
-    lines += [f"Train step at the paper's widths, LM depth 4, ViT depth 8 ({r0['num_params'] / 1e9:.2f} B "
-              f"params), bf16 compute, fp32 params, batch {r0['batch']} × {r0['seq_len']} tokens, "
+    lines += [f"Train step at the paper's widths, LM depth 4, ViT depth 8 "
+              f"({r0['num_params'] / 1e9:.2f} B params), bf16 compute, fp32 params, "
+              f"batch {r0['batch']} × {r0['seq_len']} tokens, "
               "compiled by XLA:CPU for one device from abstract shapes; `memory_analysis()` "
               "temporaries (GiB per example).", "",
               "| attention | remat | logits_at | temporaries / example | compile s |",
@@ -150,9 +155,10 @@ def markdown(report: dict) -> str:
       if not isinstance(val, dict) or "einsum" not in val:
         continue
       e, d = val["einsum"], val["dot_product"]
-      rng = lambda x: (f" ({x['min_s'] * 1e3:.1f}–{x['max_s'] * 1e3:.1f})" if "min_s" in x else "")
-      lines.append(f"| {key} | {e['median_s'] * 1e3:.1f}{rng(e)} | {d['median_s'] * 1e3:.1f}{rng(d)}"
-                   f" | {d['median_s'] / e['median_s']:.3f} |")
+      rng = lambda x: (f" ({x['min_s'] * 1e3:.1f}–{x['max_s'] * 1e3:.1f})"
+                       if "min_s" in x else "")
+      lines.append(f"| {key} | {e['median_s'] * 1e3:.1f}{rng(e)} | "
+                   f"{d['median_s'] * 1e3:.1f}{rng(d)} | {d['median_s'] / e['median_s']:.3f} |")
   return "\n".join(lines) + "\n"
 
 
@@ -163,10 +169,13 @@ def main(argv=None) -> int:
   g.add_argument("--timing", action="store_true")
   p.add_argument("--batch", type=int, default=1, help="--memory: examples per step")
   p.add_argument("--repeats", type=int, default=5, help="--timing: alternating runs per item")
+  p.add_argument("--new-tokens", type=int, default=16, help="--timing: decode steps timed")
+  p.add_argument("--no-train", action="store_true", help="--timing: prefill and decode only")
   p.add_argument("--out", help="output path without extension")
   args = p.parse_args(argv)
   os.environ.setdefault("JAX_PLATFORMS", "cpu")
-  report = memory(args.batch) if args.memory else timing(args.repeats)
+  report = (memory(args.batch) if args.memory else
+            timing(args.repeats, args.new_tokens, train=not args.no_train))
   report["command"] = "python -m benchmarks.attention_cpu " + " ".join(
       sys.argv[1:] if argv is None else argv)
   report["date"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())

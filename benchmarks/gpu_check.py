@@ -239,7 +239,7 @@ def lm_shapes(check: Check):
   from benchmarks import bench_train
   if check.smoke:
     cfg = bench_train.load_config("tiny").model.lm
-    return cfg, 24, (1, 2), 3
+    return cfg, 24, (1,), 3
   from configs import paper
   return paper.get_model_config().lm, 1728, (1, 8), 16 if check.quick else 32
 
@@ -430,7 +430,8 @@ def markdown(r: dict) -> str:
   if c:
     lines += [f"Ceilings: {c['matmul']['dtype']} {c['matmul']['n']}³ dot "
               f"{c['matmul']['flops_per_s'] / 1e12:.1f} TFLOP/s; read "
-              f"{c['read']['bytes_per_s'] / 1e12:.2f} TB/s ({c['read']['bytes'] / 2**30:.2f} GiB sum).", ""]
+              f"{c['read']['bytes_per_s'] / 1e12:.2f} TB/s "
+              f"({c['read']['bytes'] / 2**30:.2f} GiB sum).", ""]
   if r["train"]:
     lines += ["## Train step", "", "| attention | remat | batch | ms/step | TFLOP/s | ÷ dot | "
               "XLA temp / ex. (GB) | peak − state / ex. (GB) | compile s |",
@@ -483,7 +484,8 @@ def main(argv=None) -> int:
                  help="time budget in seconds (default 450; smoke 600)")
   p.add_argument("--skip", default="", help="comma-separated: train,inference,hf")
   p.add_argument("--out", help="JSON path (default benchmarks/results/gpu-<device>.json)")
-  p.add_argument("--copy-to", help="also write both files into this folder (the device tool's $OUT)")
+  p.add_argument("--copy-to",
+                 help="also write both files into this folder (the device tool's $OUT)")
   args = p.parse_args(argv)
   args.argv = argv
   args.budget_s = args.budget_s or (600.0 if args.smoke else 450.0)

@@ -32,7 +32,7 @@ def test_gpu_check_smoke_runs_every_part_without_the_absent_packages(tmp_path):
   for t in r["train"]:
     assert t["model_flops_per_s"] > 0 and t["xla_temporaries_per_example"] > 0
   assert {(p["attention"], p["batch"]) for p in r["prefill"]} == {
-      (a, b) for a in ("einsum", "dot_product", "hf_sdpa") for b in (1, 2)}
+      (a, 1) for a in ("einsum", "dot_product", "hf_sdpa")}
   assert {d["attention"] for d in r["decode"]} == {"einsum", "dot_product", "hf_sdpa"}
   assert all("bandwidth_fraction" in d for d in r["decode"])
   md = out.with_suffix(".md").read_text()

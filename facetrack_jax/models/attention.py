@@ -1,6 +1,6 @@
 """Which attention kernel runs: the einsum reference or ``jax.nn.dot_product_attention``.
 
-    impl = attention.resolve(config.model.attention, dtype)              # "einsum" | "xla" | "cudnn"
+    impl = attention.resolve(config.model.attention, dtype)     # "einsum" | "xla" | "cudnn"
     out_btnh = attention.fused(q_btnh, k_bskh, v_bskh, impl=impl, is_causal=True)
 
 ``config.model.attention`` names the path (:data:`CHOICES`):
@@ -13,11 +13,15 @@
   elsewhere (the same math as the einsums: on CPU and TPU it buys nothing
   but parity).
 * ``"xla"`` / ``"cudnn"``: that implementation of ``jax.nn.dot_product_attention``.
-* ``"auto"`` (the default): per platform, by measurement — ``dot_product``
-  on GPU/TPU, the einsums on CPU (``benchmarks/results/attention_cpu.md``:
-  the XLA path is no faster there), and the einsums for a one-token KV-cache
-  decode step everywhere (it reads the head-major cache in place; the fused
-  kernel wants it [B, S, K, Dh], a transpose of the whole cache per token).
+* ``"auto"`` (the default): ``dot_product`` on GPU/TPU; on CPU the einsums,
+  which XLA's implementation does not beat there (``small`` config, two
+  alternating runs on a loaded 2-core VM: train step 1.15×, prefill
+  0.84–1.04×, decode per token 0.96–1.03× of the einsums' time;
+  ``benchmarks/results/attention_cpu_timing*.md``); and the einsums for a
+  one-token KV-cache decode step everywhere: they read the head-major cache in
+  place, the fused kernel wants it [B, S, K, Dh] (a transpose of the whole
+  cache per token), and batch-1 decoding on a GPU already reads the weights at
+  0.81 of the bandwidth with them (``benchmarks/gpu_check.py`` measures both).
 
 GQA: ``jax.nn.dot_product_attention`` takes K/V with fewer heads than Q. Its
 XLA implementation reshapes the queries to [B, T, K, G, Dh] and ``vmap``s the

@@ -78,7 +78,7 @@ class FaceTrackMM(nnx.Module):
     self.face_stream = nnx.data(
         VisualStream(face_cfg, kind=c.face_pool, num_tokens=c.face_tokens,
                      lm_width=cfg.lm.width, projector_hidden=c.projector_hidden,
-                     masked=True, **kw) if has_face else None)
+                     masked=True, attention=stack["attention"], **kw) if has_face else None)
     self.time_embedding = TimeEmbedding(cfg.num_frames, cfg.lm.width,
                                         param_dtype=param_dtype, rngs=rngs)
     # "btd,de->bte": mean visual token of each frame -> event logits.

@@ -12,8 +12,8 @@
 #   run(command="bash benchmarks/gpu_check.sh", carry=[".whl"], timeout_s=540)
 #
 # It writes benchmarks/results/gpu-<n>x-<device>.json and .md (rewritten after
-# every figure, so a timeout still leaves what was measured) and prints the .md;
-# the files come back under $OUT. Extra arguments go to the module
+# every figure, so a timeout still leaves what was measured) and, when $OUT is
+# set (the device tool sets it), into $OUT as well, so they come back; prints the .md. Extra arguments go to the module
 # (--quick, --budget-s 300, --skip hf, --out PATH).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +31,6 @@ export XLA_PYTHON_CLIENT_PREALLOCATE=false    # torch shares the card
 copy=()
 [ -n "${OUT:-}" ] && copy=(--copy-to "$OUT")  # the device tool's folder, written as it goes
 status=0
-"$PY" -m benchmarks.gpu_check "${copy[@]}" "$@" || status=$?
-cat benchmarks/results/gpu-*.md 2>/dev/null || true
+"$PY" -m benchmarks.gpu_check ${copy[@]+"${copy[@]}"} "$@" || status=$?
+[ -n "${OUT:-}" ] && cat "$OUT"/*.md 2>/dev/null || true
 exit $status

@@ -21,6 +21,11 @@ def get_model_config() -> ml_collections.ConfigDict:
   # (facetrack_jax/models/layers.py: REMAT_POLICIES).
   m.scan_layers = False
   m.remat = "none"
+  # Attention of the ViTs and the LM: "einsum" (the reference), "dot_product"
+  # (jax.nn.dot_product_attention: cuDNN flash attention on GPU with bf16),
+  # "xla" | "cudnn" (that implementation), "auto" (per platform, by
+  # measurement; facetrack_jax/models/attention.py).
+  m.attention = "auto"
 
   # SigLIP-style ViT for global frames. image_size is the resolution its
   # position-embedding grid was made for; other input sizes resample it.

@@ -78,9 +78,10 @@ class AttentionPool(nnx.Module):
   the tokens (multi-head), then ``y += mlp(ln(y))`` — a K-query MAP head."""
 
   def __init__(self, num_tokens: int, vit_cfg: ml_collections.ConfigDict, *,
-               dtype, param_dtype, rngs: nnx.Rngs):
+               dtype, param_dtype, rngs: nnx.Rngs, attention: str = "auto"):
     self.map = MAPHead(vit_cfg.width, vit_cfg.num_heads, vit_cfg.mlp_dim, vit_cfg.layernorm_eps,
-                       num_queries=num_tokens, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+                       num_queries=num_tokens, dtype=dtype, param_dtype=param_dtype, rngs=rngs,
+                       attention=attention)
 
   def __call__(self, x_bnd: jax.Array) -> jax.Array:
     return sharding.constrain(self.map(x_bnd), ("batch", "length", "act_embed"))
@@ -119,14 +120,16 @@ class VisualStream(nnx.Module):
 
   def __init__(self, vit_cfg: ml_collections.ConfigDict, *, kind: str, num_tokens: int,
                lm_width: int, projector_hidden: int, masked: bool = False,
-               dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
+               dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs,
+               attention: str = "auto"):
     if kind not in POOL_KINDS:
       raise ValueError(f"VisualStream: pool kind must be one of {POOL_KINDS}, got {kind!r}")
     _square_side(num_tokens, "VisualStream: num_tokens")
     dtype, param_dtype = jnp.dtype(dtype), jnp.dtype(param_dtype)
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.kind, self.num_tokens, self.dtype = kind, num_tokens, dtype
-    self.pool = AttentionPool(num_tokens, vit_cfg, **kw) if kind == "attn" else None
+    self.pool = (AttentionPool(num_tokens, vit_cfg, attention=attention, **kw)
+                 if kind == "attn" else None)
     self.proj = Projector(vit_cfg.width, projector_hidden, lm_width, **kw)
     self.no_face = (nnx.Param(nnx.initializers.normal(0.02)(rngs.params(), (num_tokens, lm_width),
                                                             param_dtype),

@@ -57,8 +57,10 @@ class FaceTrackMM(nnx.Module):
   def __init__(self, cfg: ml_collections.ConfigDict, *, rngs: nnx.Rngs):
     dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-    # Towers and LM: layers unrolled or scanned, rematerialised by policy name.
-    stack = dict(scan_layers=cfg.get("scan_layers", False), remat=cfg.get("remat", "none"))
+    # Towers and LM: layers unrolled or scanned, rematerialised by policy name,
+    # attention through the einsums or jax.nn.dot_product_attention.
+    stack = dict(scan_layers=cfg.get("scan_layers", False), remat=cfg.get("remat", "none"),
+                 attention=cfg.get("attention", "auto"))
     c = cfg.compressor
     self.num_frames, self.visual_token_id = cfg.num_frames, cfg.visual_token_id
     self.global_tokens, self.face_tokens = c.global_tokens, c.face_tokens
@@ -76,7 +78,7 @@ class FaceTrackMM(nnx.Module):
     self.face_stream = nnx.data(
         VisualStream(face_cfg, kind=c.face_pool, num_tokens=c.face_tokens,
                      lm_width=cfg.lm.width, projector_hidden=c.projector_hidden,
-                     masked=True, **kw) if has_face else None)
+                     masked=True, attention=stack["attention"], **kw) if has_face else None)
     self.time_embedding = TimeEmbedding(cfg.num_frames, cfg.lm.width,
                                         param_dtype=param_dtype, rngs=rngs)
     # "btd,de->bte": mean visual token of each frame -> event logits.

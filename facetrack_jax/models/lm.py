@@ -18,6 +18,9 @@ returned, so decoding runs inside ``jit`` / ``lax.while_loop``.
 Layers are unrolled or scanned (``scan_layers``: parameters stacked on a
 leading "layers" axis, one compiled layer) and rematerialised by policy name
 (``remat``); both from ``config.model`` (:mod:`facetrack_jax.models.layers`).
+Attention runs through the einsums below or ``jax.nn.dot_product_attention``
+(cuDNN flash attention on GPU), by ``config.model.attention``
+(:mod:`facetrack_jax.models.attention`); the einsums are the reference.
 
 Config: ``config.model.lm`` (``configs/tiny.py``): vocab_size, width, depth,
 num_heads, num_kv_heads, head_dim, mlp_dim, rope_theta, rms_eps, qkv_bias,
@@ -26,12 +29,15 @@ tie_embeddings, max_len.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 from flax import nnx, struct
 from jax.ad_checkpoint import checkpoint_name
 
 from facetrack_jax import sharding
+from facetrack_jax.models import attention as attention_paths
 from facetrack_jax.models import layers
 from facetrack_jax.models.matmul import linear_dot_general
 
@@ -142,6 +148,22 @@ def attention_mask(mask_bl: jax.Array, key_valid_bs: jax.Array, q_slot_l: jax.Ar
   return allowed_bls[:, None, None, :, :]
 
 
+class Masks(NamedTuple):
+  """Which keys each query may attend, in the form the attention path reads.
+
+  impl: the path (:func:`attention_paths.resolve`): "einsum", "xla" or "cudnn";
+  allowed_b11ls: bool[B, 1, 1, L, S] (:func:`attention_mask`), the einsums'
+  and the cached fused path's mask (None for an uncached fused pass);
+  key_b11s: bool[B, 1, 1, S] key validity for an uncached fused pass (None: all
+  valid, plain causal attention, cuDNN's fastest case);
+  q_valid_bl: bool[B, L] (None: all valid), fused outputs zeroed elsewhere.
+  """
+  impl: str
+  allowed_b11ls: jax.Array | None = None
+  key_b11s: jax.Array | None = None
+  q_valid_bl: jax.Array | None = None
+
+
 class Attention(nnx.Module):
   """Grouped-query attention: H query heads share KVH key/value heads."""
 
@@ -162,12 +184,11 @@ class Attention(nnx.Module):
     # "blhk,hkd->bld": heads × head_dim back to width, no bias.
     self.o = Dense((h, dh, d), ("heads", "head_dim", "embed"), 2, **kw)
 
-  def __call__(self, x_bld, cos_sin, allowed_b11ls, cache_kv):
-    """x: float[B, L, D]; cos_sin: :func:`rope_angles`; allowed: bool[B, 1, 1, L, S]
-    (:func:`attention_mask`; S = L without a cache);
-    cache_kv: None or (k, v, index, layer): k, v this layer's cache
-    float[B, KVH, S, Dh] (``layer`` None) or every layer's float[NL, B, KVH, S, Dh]
-    with ``layer`` this block's row (scanned).
+  def __call__(self, x_bld, cos_sin, masks: "Masks", cache_kv):
+    """x: float[B, L, D]; cos_sin: :func:`rope_angles`; masks: :class:`Masks`
+    (S = L without a cache); cache_kv: None or (k, v, index, layer): k, v this
+    layer's cache float[B, KVH, S, Dh] (``layer`` None) or every layer's
+    float[NL, B, KVH, S, Dh] with ``layer`` this block's row (scanned).
     Returns (float[B, L, D], the updated (k, v) or None)."""
     b, l, _ = x_bld.shape
     g = self.num_heads // self.num_kv_heads
@@ -176,9 +197,15 @@ class Attention(nnx.Module):
     q = sharding.constrain(rope(q, cos_sin), _ACT_Q)
     k = sharding.constrain(rope(qkv_blkgd[:, :, :, g], cos_sin), _ACT_KV)
     v = sharding.constrain(qkv_blkgd[:, :, :, g + 1], _ACT_KV)
+
+    if cache_kv is None and masks.impl != "einsum":
+      # Causal over the new tokens themselves, [B, L, KVH, Dh] as projected.
+      out = attention_paths.fused(q, k, v, impl=masks.impl, is_causal=True,
+                                  mask=masks.key_b11s, q_valid_bt=masks.q_valid_bl)
+      return self._out(out), None
+
     k_bksd = sharding.constrain(k.transpose(0, 2, 1, 3), _CACHE)
     v_bksd = sharding.constrain(v.transpose(0, 2, 1, 3), _CACHE)
-
     if cache_kv is None:     # keys are the new tokens themselves
       keys, values, stored = k_bksd, v_bksd, None
     else:                    # write the new tokens at the index, attend to the cache
@@ -195,7 +222,14 @@ class Attention(nnx.Module):
         keys, values = (sharding.constrain(jax.lax.dynamic_index_in_dim(c, layer, keepdims=False),
                                            _CACHE) for c in (ck, cv))
 
+    if masks.impl != "einsum":   # the cache read as [B, S, KVH, Dh] (a transpose)
+      to_bskd = lambda c: sharding.constrain(c.astype(self.dtype).transpose(0, 2, 1, 3), _ACT_KV)
+      out = attention_paths.fused(q, to_bskd(keys), to_bskd(values), impl=masks.impl,
+                                  mask=masks.allowed_b11ls[:, :, 0], q_valid_bt=masks.q_valid_bl)
+      return self._out(out), stored
+
     q_blkgd = q.reshape(b, l, self.num_kv_heads, g, self.head_dim)
+    allowed_b11ls = masks.allowed_b11ls
     # "blkgd,bksd->bkgls": scores of each query head against its kv head, fp32.
     scores = jnp.einsum("blkgd,bksd->bkgls", q_blkgd, keys.astype(self.dtype),
                         preferred_element_type=jnp.float32) * self.head_dim ** -0.5
@@ -204,9 +238,12 @@ class Attention(nnx.Module):
     probs = jnp.where(allowed_b11ls, jax.nn.softmax(scores, axis=-1), 0.0)
     # "bkgls,bksd->blkgd": weighted values.
     out = jnp.einsum("bkgls,bksd->blkgd", probs.astype(self.dtype), values.astype(self.dtype))
-    out = sharding.constrain(out.reshape(b, l, self.num_heads, self.head_dim), _ACT_Q)
-    out = checkpoint_name(out, layers.ATTN_OUT)
-    return checkpoint_name(self.o(out), layers.OUT_PROJ), stored
+    return self._out(out.reshape(b, l, self.num_heads, self.head_dim)), stored
+
+  def _out(self, out_blhd):
+    """float[B, L, H, Dh] -> the output projection float[B, L, D]."""
+    out_blhd = checkpoint_name(sharding.constrain(out_blhd, _ACT_Q), layers.ATTN_OUT)
+    return checkpoint_name(self.o(out_blhd), layers.OUT_PROJ)
 
 
 class MLP(nnx.Module):
@@ -235,8 +272,8 @@ class Block(nnx.Module):
     self.mlp_norm = RMSNorm(cfg.width, cfg.rms_eps, dtype=dtype, param_dtype=param_dtype)
     self.mlp = MLP(cfg, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
 
-  def __call__(self, x_bld, cos_sin, allowed_b11ls, cache_kv):
-    a_bld, stored = self.attn(self.attn_norm(x_bld), cos_sin, allowed_b11ls, cache_kv)
+  def __call__(self, x_bld, cos_sin, masks: Masks, cache_kv):
+    a_bld, stored = self.attn(self.attn_norm(x_bld), cos_sin, masks, cache_kv)
     x_bld = sharding.constrain(x_bld + a_bld, _ACT)
     x_bld = sharding.constrain(x_bld + self.mlp(self.mlp_norm(x_bld)), _ACT)
     return x_bld, stored
@@ -246,9 +283,10 @@ class LM(nnx.Module):
   """Qwen2/Llama decoder. See the module docstring."""
 
   def __init__(self, cfg, *, dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs,
-               scan_layers: bool = False, remat: str = "none"):
+               scan_layers: bool = False, remat: str = "none", attention: str = "auto"):
     dtype, param_dtype = jnp.dtype(dtype), jnp.dtype(param_dtype)
     self.dtype, self.max_len = dtype, cfg.max_len
+    self.attention = attention_paths.check(attention)
     self.num_kv_heads, self.head_dim, self.depth = cfg.num_kv_heads, cfg.head_dim, cfg.depth
     self.theta = cfg.rope_theta
     self.scan_layers, self.remat = bool(scan_layers), layers.check_remat(remat)
@@ -292,24 +330,32 @@ class LM(nnx.Module):
   def backbone(self, x_bld, positions_bl, *, mask_bl=None, cache: KVCache | None = None):
     """Decoder stack and final norm: (float[B, L, D], cache)."""
     b, l, _ = x_bld.shape
-    mask_bl = jnp.ones((b, l), bool) if mask_bl is None else mask_bl.astype(bool)
+    impl = attention_paths.resolve(self.attention, self.dtype,
+                                   decode=cache is not None and l == 1)
+    given_bl = None if mask_bl is None else mask_bl.astype(bool)
+    mask_bl = jnp.ones((b, l), bool) if given_bl is None else given_bl
     x_bld = sharding.constrain(x_bld.astype(self.dtype), _ACT)
     cos_sin = rope_angles(positions_bl, self.head_dim, self.theta)
     run = lambda body, carry, remat: layers.apply_blocks(
         self.blocks, body, carry, scan=self.scan_layers, remat=remat)
     if cache is None:
-      allowed = attention_mask(mask_bl, mask_bl, jnp.arange(l))
-      x_bld = run(lambda block, x, i: block(x, cos_sin, allowed, None)[0], x_bld, self.remat)
+      if impl == "einsum":
+        masks = Masks(impl, allowed_b11ls=attention_mask(mask_bl, mask_bl, jnp.arange(l)))
+      else:    # causal inside the kernel; pads (if any) as a key mask
+        masks = Masks(impl, key_b11s=None if given_bl is None else given_bl[:, None, None, :],
+                      q_valid_bl=given_bl)
+      x_bld = run(lambda block, x, i: block(x, cos_sin, masks, None)[0], x_bld, self.remat)
     else:    # no gradient flows through decoding: no remat
       valid = jax.lax.dynamic_update_slice(cache.valid, mask_bl, (0, cache.index))
       allowed = attention_mask(mask_bl, valid, cache.index + jnp.arange(l))
+      masks = Masks(impl, allowed_b11ls=allowed, q_valid_bl=mask_bl)
 
       def body(block, carry, i):
         x, k, v = carry
         if self.scan_layers:    # the stacks, and this block's row in them
-          x, (k, v) = block(x, cos_sin, allowed, (k, v, cache.index, i))
+          x, (k, v) = block(x, cos_sin, masks, (k, v, cache.index, i))
           return x, k, v
-        x, (k_i, v_i) = block(x, cos_sin, allowed, (k[i], v[i], cache.index, None))
+        x, (k_i, v_i) = block(x, cos_sin, masks, (k[i], v[i], cache.index, None))
         return x, k[:i] + (k_i,) + k[i + 1:], v[:i] + (v_i,) + v[i + 1:]
 
       x_bld, k, v = run(body, (x_bld, cache.k, cache.v), "none")

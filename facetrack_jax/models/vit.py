@@ -32,6 +32,7 @@ from flax import nnx
 from jax.ad_checkpoint import checkpoint_name
 
 from facetrack_jax import sharding
+from facetrack_jax.models import attention as attention_paths
 from facetrack_jax.models import layers
 
 _zeros = nnx.initializers.zeros_init()
@@ -126,11 +127,12 @@ class Attention(nnx.Module):
   """
 
   def __init__(self, width: int, num_heads: int, *, dtype, param_dtype,
-               rngs: nnx.Rngs):
+               rngs: nnx.Rngs, attention: str = "auto"):
     if width % num_heads:
       raise ValueError(f"Attention: width {width} is not divisible by num_heads {num_heads}")
     head_dim = width // num_heads
     self.scale = head_dim ** -0.5
+    self.attention, self.dtype = attention_paths.check(attention), jnp.dtype(dtype)
 
     def proj(eq, kernel_shape, bias_shape, kernel_axes, bias_axes, in_axis, out_axis):
       init = nnx.initializers.xavier_uniform(in_axis=in_axis, out_axis=out_axis)
@@ -153,11 +155,20 @@ class Attention(nnx.Module):
     q_bqhe = sharding.constrain(checkpoint_name(self.q(x_bqd), layers.QKV), heads)
     k_bshe = sharding.constrain(checkpoint_name(self.k(y_bsd), layers.QKV), heads)
     v_bshe = sharding.constrain(checkpoint_name(self.v(y_bsd), layers.QKV), heads)
+    impl = attention_paths.resolve(self.attention, self.dtype)
+    if impl != "einsum":    # jax.nn.dot_product_attention (no mask: every token sees all)
+      out_bqhe = attention_paths.fused(q_bqhe, k_bshe, v_bshe, impl=impl, scale=self.scale)
+      return self._out(out_bqhe)
     # Logits: per head h, query q against source s, summed over head_dim e.
     logits_bhqs = jnp.einsum("bqhe,bshe->bhqs", q_bqhe * self.scale, k_bshe)
     probs_bhqs = jax.nn.softmax(logits_bhqs.astype(jnp.float32), axis=-1)
     # Weighted sum of values over sources s.
     out_bqhe = jnp.einsum("bhqs,bshe->bqhe", probs_bhqs.astype(v_bshe.dtype), v_bshe)
+    return self._out(out_bqhe)
+
+  def _out(self, out_bqhe: jax.Array) -> jax.Array:
+    """float[B, Q, H, E] -> the output projection float[B, Q, D]."""
+    heads = ("batch", "length", "act_heads", None)
     out_bqhe = checkpoint_name(sharding.constrain(out_bqhe, heads), layers.ATTN_OUT)
     return checkpoint_name(self.out(out_bqhe), layers.OUT_PROJ)
 
@@ -173,10 +184,11 @@ def _layernorm(width, eps, *, dtype, param_dtype, rngs):
 class Block(nnx.Module):
   """Pre-LN encoder block: ``x += attn(ln1(x)); x += mlp(ln2(x))``."""
 
-  def __init__(self, cfg: ml_collections.ConfigDict, *, dtype, param_dtype, rngs):
+  def __init__(self, cfg: ml_collections.ConfigDict, *, dtype, param_dtype, rngs,
+               attention: str = "auto"):
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.ln1 = _layernorm(cfg.width, cfg.layernorm_eps, **kw)
-    self.attn = Attention(cfg.width, cfg.num_heads, **kw)
+    self.attn = Attention(cfg.width, cfg.num_heads, attention=attention, **kw)
     self.ln2 = _layernorm(cfg.width, cfg.layernorm_eps, **kw)
     self.mlp = MLP(cfg.width, cfg.mlp_dim, **kw)
 
@@ -195,13 +207,14 @@ class MAPHead(nnx.Module):
   """
 
   def __init__(self, width: int, num_heads: int, mlp_dim: int, eps: float, *,
-               num_queries: int = 1, dtype, param_dtype, rngs: nnx.Rngs):
+               num_queries: int = 1, dtype, param_dtype, rngs: nnx.Rngs,
+               attention: str = "auto"):
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.dtype = dtype
     self.probe = nnx.Param(
         nnx.initializers.xavier_uniform()(rngs.params(), (num_queries, width), param_dtype),
         out_sharding=("queries", "embed"))
-    self.attn = Attention(width, num_heads, **kw)
+    self.attn = Attention(width, num_heads, attention=attention, **kw)
     self.ln = _layernorm(width, eps, **kw)
     self.mlp = MLP(width, mlp_dim, **kw)
 
@@ -228,7 +241,7 @@ class ViT(nnx.Module):
 
   def __init__(self, cfg: ml_collections.ConfigDict, *, dtype=jnp.float32,
                param_dtype=jnp.float32, rngs: nnx.Rngs, scan_layers: bool = False,
-               remat: str = "none"):
+               remat: str = "none", attention: str = "auto"):
     if cfg.image_size < cfg.patch_size:
       raise ValueError(f"ViT: image_size {cfg.image_size} is smaller than "
                        f"patch_size {cfg.patch_size}")
@@ -256,11 +269,11 @@ class ViT(nnx.Module):
         nnx.initializers.normal(d ** -0.5)(rngs.params(), (self.grid ** 2, d), param_dtype),
         out_sharding=("positions", "embed"))
     self.blocks = layers.make_blocks(
-        lambda r: Block(cfg, dtype=dtype, param_dtype=param_dtype, rngs=r), cfg.depth, rngs,
-        scan=self.scan_layers)
+        lambda r: Block(cfg, dtype=dtype, param_dtype=param_dtype, rngs=r, attention=attention),
+        cfg.depth, rngs, scan=self.scan_layers)
     self.post_ln = _layernorm(d, cfg.layernorm_eps, **kw)
-    self.head = (MAPHead(d, cfg.num_heads, cfg.mlp_dim, cfg.layernorm_eps, **kw)
-                 if cfg.use_head else None)
+    self.head = (MAPHead(d, cfg.num_heads, cfg.mlp_dim, cfg.layernorm_eps, attention=attention,
+                         **kw) if cfg.use_head else None)
 
   def __call__(self, images_bhwc: jax.Array) -> jax.Array:
     if images_bhwc.ndim != 4 or images_bhwc.shape[-1] != 3:

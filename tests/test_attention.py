@@ -49,7 +49,7 @@ def _assert_trees_close(got, want):
 
 def test_resolve_picks_per_platform_and_refuses_bad_names():
   bf16, f32 = jnp.bfloat16, jnp.float32
-  assert attention.resolve("auto", bf16, platform="gpu") == "cudnn"
+  assert attention.resolve("auto", bf16, platform="gpu") == "cudnn_else_xla"
   assert attention.resolve("auto", f32, platform="gpu") == "xla"
   assert attention.resolve("auto", bf16, platform="gpu", decode=True) == "einsum"
   assert attention.resolve("auto", f32, platform="cpu") == "einsum"
@@ -62,6 +62,20 @@ def test_resolve_picks_per_platform_and_refuses_bad_names():
     attention.resolve("cudnn", f32, platform="gpu")
   with pytest.raises(ValueError, match="config.model.attention='x'"):
     LM(tiny.get_model_config().lm, rngs=nnx.Rngs(0), attention="x")
+
+
+def test_cudnn_else_xla_falls_back_where_cudnn_refuses():
+  """``dot_product`` / ``auto`` on a GPU ask cuDNN first; where it refuses the call
+  at trace time (here: no cuDNN on the CPU) XLA's kernel gives the result, while
+  an explicit ``cudnn`` raises."""
+  rng = np.random.default_rng(0)
+  q, k, v = (jnp.asarray(rng.normal(size=s), jnp.bfloat16)
+             for s in ((2, 5, 4, 8), (2, 5, 2, 8), (2, 5, 2, 8)))
+  with pytest.raises(RuntimeError):
+    attention.fused(q, k, v, impl="cudnn", is_causal=True)
+  got = attention.fused(q, k, v, impl="cudnn_else_xla", is_causal=True)
+  want = attention.fused(q, k, v, impl="xla", is_causal=True)
+  np.testing.assert_array_equal(np.asarray(got, np.float32), np.asarray(want, np.float32))
 
 
 def test_lm_fused_equals_einsum_forward_and_gradients():

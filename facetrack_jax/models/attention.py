@@ -38,6 +38,8 @@ pad queries (``q_valid``) so both paths agree everywhere.
 
 from __future__ import annotations
 
+import logging
+
 import jax
 import jax.numpy as jnp
 
@@ -52,7 +54,10 @@ def check(name: str) -> str:
 
 
 def resolve(name: str, dtype, *, decode: bool = False, platform: str | None = None) -> str:
-  """``config.model.attention`` -> the path that runs: "einsum", "xla" or "cudnn".
+  """``config.model.attention`` -> the path that runs: "einsum", "xla", "cudnn" or
+  "cudnn_else_xla" (``dot_product`` / ``auto`` on a GPU: cuDNN, and XLA's
+  implementation where cuDNN refuses the call, e.g. an unsupported head size or
+  cuDNN version; an explicit ``cudnn`` raises instead).
 
   ``decode``: a one-token step over a KV cache; ``platform``: default
   ``jax.default_backend()`` (read at trace time).
@@ -65,7 +70,7 @@ def resolve(name: str, dtype, *, decode: bool = False, platform: str | None = No
       return "einsum"
     name = "dot_product"
   if name == "dot_product":
-    return "cudnn" if platform == "gpu" and half else "xla"
+    return "cudnn_else_xla" if platform == "gpu" and half else "xla"
   if name == "cudnn" and not half:
     raise ValueError(f"config.model.attention='cudnn' needs bf16/fp16 compute, got {dtype}; "
                      "use 'dot_product' (cuDNN where it applies, XLA elsewhere)")
@@ -81,15 +86,41 @@ def fused(q_btnh: jax.Array, k_bskh: jax.Array, v_bskh: jax.Array, *, impl: str,
   mask: bool broadcastable to [B, 1, T, S] (True = may attend) or None;
   is_causal: key slot <= query slot (T == S, both from slot 0);
   q_valid: bool[B, T] or None, outputs at invalid queries set to 0;
-  scale: default Dh ** -0.5; impl: "xla" or "cudnn".
+  scale: default Dh ** -0.5; impl: "xla", "cudnn" or "cudnn_else_xla".
   """
-  if impl not in ("xla", "cudnn"):
-    raise ValueError(f"attention.fused: impl must be 'xla' or 'cudnn', got {impl!r}")
-  if impl == "cudnn" and mask is not None:     # cuDNN's bias spans [.., T, S]
-    b, t, s = q_btnh.shape[0], q_btnh.shape[1], k_bskh.shape[1]
-    mask = jnp.broadcast_to(mask, (b, 1, t, s))
-  out_btnh = jax.nn.dot_product_attention(q_btnh, k_bskh, v_bskh, mask=mask, scale=scale,
-                                          is_causal=is_causal, implementation=impl)
+  if impl not in ("xla", "cudnn", "cudnn_else_xla"):
+    raise ValueError(f"attention.fused: impl must be 'xla', 'cudnn' or 'cudnn_else_xla', "
+                     f"got {impl!r}")
+  out_btnh = None
+  if impl != "xla":
+    cudnn_mask = mask
+    if mask is not None:     # cuDNN's bias spans [.., T, S]
+      b, t, s = q_btnh.shape[0], q_btnh.shape[1], k_bskh.shape[1]
+      cudnn_mask = jnp.broadcast_to(mask, (b, 1, t, s))
+    try:   # jax checks shapes, layout and the cuDNN version here, at trace time
+      out_btnh = jax.nn.dot_product_attention(q_btnh, k_bskh, v_bskh, mask=cudnn_mask,
+                                              scale=scale, is_causal=is_causal,
+                                              implementation="cudnn")
+    except (ValueError, NotImplementedError, RuntimeError) as e:
+      if impl == "cudnn":
+        raise
+      _warn_fallback(q_btnh.shape, k_bskh.shape, e)
+  if out_btnh is None:
+    out_btnh = jax.nn.dot_product_attention(q_btnh, k_bskh, v_bskh, mask=mask, scale=scale,
+                                            is_causal=is_causal, implementation="xla")
   if q_valid_bt is not None:
     out_btnh = out_btnh * q_valid_bt[:, :, None, None].astype(out_btnh.dtype)
   return out_btnh
+
+
+_warned: set[tuple] = set()
+
+
+def _warn_fallback(q_shape, k_shape, error: Exception) -> None:
+  """Says once per shape pair that cuDNN refused and XLA's kernel runs instead."""
+  key = (tuple(q_shape), tuple(k_shape))
+  if key not in _warned:
+    _warned.add(key)
+    logging.warning("attention: cuDNN refused q%s k%s (%s); XLA's dot_product_attention "
+                    "runs instead (config.model.attention='cudnn' makes this an error)",
+                    tuple(q_shape), tuple(k_shape), error)

@@ -151,7 +151,7 @@ def attention_mask(mask_bl: jax.Array, key_valid_bs: jax.Array, q_slot_l: jax.Ar
 class Masks(NamedTuple):
   """Which keys each query may attend, in the form the attention path reads.
 
-  impl: the path (:func:`attention_paths.resolve`): "einsum", "xla" or "cudnn";
+  impl: the path (:func:`attention_paths.resolve`): "einsum", "xla", "cudnn" or "cudnn_else_xla";
   allowed_b11ls: bool[B, 1, 1, L, S] (:func:`attention_mask`), the einsums'
   and the cached fused path's mask (None for an uncached fused pass);
   key_b11s: bool[B, 1, 1, S] key validity for an uncached fused pass (None: all

@@ -336,9 +336,11 @@ def detect_clip(detector: Detector, frames, det_frames: np.ndarray,
   """Faces on each of ``det_frames`` (sorted frame numbers; ``frames[f]`` is
   frame ``f``: an array of every frame, or a dict of just these).
 
-  Full-frame search on keyframes: every ``keyframe_every``-th detection
-  frame, the first one after each scene cut, and any frame with nothing to
-  follow. Elsewhere, when the detector has ``detect_near``, only near the
+  Full-frame search on keyframes: the first detection frame after each
+  scene cut, any frame with nothing to follow, and the ``keyframe_every``-th
+  after the last keyframe (so a face that walks in waits at most that many
+  detection frames; counting from the last cut rather than from frame 0
+  saves ~0.5 full searches a clip on the real-photo clips). Elsewhere, when the detector has ``detect_near``, only near the
   faces found in the last ``memory`` detection frames (a face the detector
   misses for a moment is still looked for). Keyframes also search near those
   of the faces that the full search did not find again (no box with IoU >=
@@ -349,13 +351,14 @@ def detect_clip(detector: Detector, frames, det_frames: np.ndarray,
   otherwise the exception propagates.
   """
   near = getattr(detector, "detect_near", None)
-  out, keys, recent = [], np.zeros(len(det_frames), bool), []
+  out, keys, recent, last_key = [], np.zeros(len(det_frames), bool), [], -keyframe_every
   for s, f in enumerate(det_frames):
     cut = s > 0 and np.any((cuts > det_frames[s - 1]) & (cuts <= f))
     if cut:
       recent = []
     seeds = nms(np.concatenate(recent)) if recent else np.zeros((0, 5), np.float32)
-    keys[s] = near is None or cut or s % keyframe_every == 0 or len(seeds) == 0
+    keys[s] = near is None or cut or s - last_key >= keyframe_every or len(seeds) == 0
+    last_key = s if keys[s] else last_key
     try:
       found = [detector(frames[f])] if keys[s] else []
       if found and len(found[0]) and len(seeds):   # near only the faces the full search missed

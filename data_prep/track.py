@@ -282,6 +282,7 @@ def build_tracks(det_frames: np.ndarray, dets: list[np.ndarray], apps: list[np.n
   shot_len = np.bincount(shot)
   tracklets = [t for t in tracklets if len(t.steps) >= min(min_hits, shot_len[shot[t.steps[0]]])]
   if identity is not None:
+    identity.prefetch(identity.ends([(t.steps, t.boxes) for t in tracklets]))  # one batch
     tracklets = _split_people(tracklets, identity)
   pieces = [_bridge(t, det_frames) for t in tracklets]
   spans = [(int(p[0][0]), int(p[0][-1])) for p in pieces]

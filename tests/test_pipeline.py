@@ -115,6 +115,16 @@ def test_keyframes_search_near_only_the_faces_the_full_search_missed():
   assert [len(d) for d in dets] == [2, 2, 2, 2, 1, 2, 2, 2]
 
 
+def test_keyframes_count_from_the_last_cut():
+  """A cut starts a keyframe, and the next full search comes ``keyframe_every``
+  detection frames after it, not on the fixed grid (0, 4, 8, ...)."""
+  frames = list(_two_faces(n=12, hidden=set()))
+  det = _CountingDetector(frames, scale_factor=1.2)
+  _, keys = detect.detect_clip(det, frames, np.arange(12), np.array([3]), keyframe_every=4)
+  np.testing.assert_array_equal(np.flatnonzero(keys), [0, 3, 7, 11])
+  assert det.full == [0, 3, 7, 11] and 4 not in det.full and 8 not in det.full
+
+
 def test_detections_come_in_the_same_order_every_time():
   """OpenCV's threads return faces in a varying order; the detector sorts them
   (x0 first), so a frame always gives the same rows and the same tracks."""

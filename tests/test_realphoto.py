@@ -88,6 +88,9 @@ def test_dlib_descriptors_tell_people_apart(photos):
   assert d("obama.jpg", "obama3.jpg") < 0.6
   assert min(d("obama.jpg", "biden.jpg"), d("biden.jpg", "grace_hopper.jpg"),
              d("obama3.jpg", "grace_hopper.jpg")) > 0.6
+  # the faces of several frames in one batch: the same descriptors
+  batch = emb.descriptors_of([(photos[n], src.PHOTOS[n].faces[0].box) for n in desc])
+  np.testing.assert_allclose(batch, np.stack(list(desc.values())), atol=1e-5)
 
 
 def test_dlib_detectors_find_the_faces(photos):
@@ -180,8 +183,8 @@ class _FailsOnSomeFrames:
 def test_a_frame_where_dlib_raises_costs_only_that_frame(clips):
   root, anns, gts = clips
   path = str(root / anns[0]["video"])
-  good = pipeline.process_video(path, REAL, detector=_FailsOnSomeFrames(7))
-  assert good.stats["detector_errors"] >= 3
+  good = pipeline.process_video(path, REAL, detector=_FailsOnSomeFrames(4))  # 8 frames searched
+  assert good.stats["detector_errors"] >= 2
   assert scoring.score_against_ground_truth(good, gts[0])["main_correct"]
   with pytest.raises(pipeline.ClipError) as e:
     pipeline.process_video(path, REAL, detector=_FailsOnSomeFrames(1))

@@ -107,6 +107,28 @@ def test_cut_splits_and_relinks_by_appearance():
   assert len(tracks) == 2
 
 
+def test_identity_describes_all_tracklet_ends_in_one_call():
+  """With face descriptors, every tracklet's first and last face go through
+  the network in one batch; the split check and re-linking then use them
+  (a person who changes mid-tracklet -- a missed cut -- costs a few more)."""
+  from data_prep import identity
+  calls = []
+  person = lambda step: 0 if step < 10 else 1      # the face changes person at step 10
+
+  def describe(faces):
+    calls.append([s for s, _ in faces])
+    return np.stack([np.eye(128, dtype=np.float32)[person(s)] for s, _ in faces])
+
+  frames = np.arange(20)
+  face, other = _moving_face(20), _moving_face(20, y0=150.0, app_seed=3)   # no cut found
+  linker = identity.IdentityLinker(describe, distance=0.6)
+  tracks = track.build_tracks(frames, *_merge(face, other), np.array([], np.int64),
+                              identity=linker)
+  assert sorted(calls[0]) == [0, 0, 19, 19]          # the ends of both tracklets, one call
+  assert linker.splits == 2 and all(len(c) == 1 for c in calls[1:])   # bisection: one each
+  assert sorted(t.segments for t in tracks) == [[(0, 9)], [(0, 9)], [(10, 19)], [(10, 19)]]
+
+
 def test_relink_never_merges_people_seen_together():
   spans = [(0, 10), (5, 15), (20, 30)]
   apps = np.stack([_unit(0), _unit(0), _unit(0)])

@@ -8,7 +8,7 @@ writes, in the sweep's folder:
 * ``sweep.json``: every run (overrides, swept values, status, final metrics,
   per-event lifts, error) and every point (the runs that differ only by seed,
   :data:`facetrack_jax.sweep.SEED_KEYS`) with mean ± std over its finished
-  runs (sample std, 0 for one run);
+  runs (sample std, 0 for one run, shown as the value alone);
 * ``sweep.md``: the same as tables, plus each point's per-event lift;
 * ``sweep.png``: the main metric (mean ± std) against the first swept key,
   one line per value of the other swept keys;
@@ -100,15 +100,18 @@ def summarize(records: list[dict], swept: dict[str, list]) -> list[dict]:
   return points
 
 
-def _ms(x) -> str:
-  return "–" if x is None else f"{x[0]:.3f} ± {x[1]:.3f}"
+def _ms(x, n: int) -> str:
+  """mean ± std over ``n`` runs; one run has no spread to show."""
+  if x is None:
+    return "–"
+  return f"{x[0]:.3f}" if n == 1 else f"{x[0]:.3f} ± {x[1]:.3f}"
 
 
 def render(points: list[dict], records: list[dict], settings: dict, metric: str,
            png: str | None = None) -> str:
   """``sweep.md`` (``png``: the plot's file name, shown under the table)."""
   lines = [f"# Sweep `{pathlib.Path(settings['sweep']).name}`\n",
-           f"Mean ± std over the finished runs of each point (seeds); metrics as fractions on "
+           f"Mean ± std over the finished runs of each point (seeds; a point with one run shows its value); metrics as fractions on "
            f"the held-out clips, greedy decoding, offline judge (TEM: our reconstruction). "
            f"Main metric: {METRICS[metric]}.\n",
            "| point | runs done | visual tokens / clip | " + " | ".join(METRICS.values())
@@ -116,7 +119,7 @@ def render(points: list[dict], records: list[dict], settings: dict, metric: str,
   for p in points:
     runs = f"{p['done']}/{len(p['runs'])}" + (f" ({p['failed']} failed)" if p["failed"] else "")
     lines.append(f"| {p['label']} | {runs} | {p['visual_tokens']} | "
-                 + " | ".join(_ms(p[m]) for m in METRICS) + " |")
+                 + " | ".join(_ms(p[m], p["done"]) for m in METRICS) + " |")
   if png:
     lines += ["", f"![{METRICS[metric]} against the swept value]({png})"]
   events = list(dict.fromkeys(e for p in points for e in p["lift"]))
@@ -125,7 +128,7 @@ def render(points: list[dict], records: list[dict], settings: dict, metric: str,
               "| event | " + " | ".join(p["label"] for p in points) + " |",
               "|---|" + "---:|" * len(points)]
     for e in events:
-      lines.append(f"| {e} | " + " | ".join(_ms(p["lift"].get(e)) for p in points) + " |")
+      lines.append(f"| {e} | " + " | ".join(_ms(p["lift"].get(e), p["done"]) for p in points) + " |")
   lines += ["", "## Runs", "", "| run | status | " + " | ".join(METRICS.values())
             + " | train s (last invocation) |", "|---|---|" + "---:|" * (len(METRICS) + 1)]
   for r in records:

@@ -129,6 +129,7 @@ def test_points_are_mean_and_std_over_seeds():
   assert points[1]["values"] == {"k": 4}
   text = sweep_report.render(points, records, {"sweep": "s.py"}, "tem")
   assert "| k=1 | 2/2 | 8 | 0.200 ± 0.141 |" in text and "1/2 (1 failed)" in text
+  assert "| k=4 | 1/2 (1 failed) | 32 | 0.500 | 0.500 |" in text   # one run: no "± 0.000"
   assert "| d | failed: ValueError: boom |" in text
 
 

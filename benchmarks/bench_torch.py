@@ -34,10 +34,17 @@ from benchmarks import bench_train, common
 TARGET_SPEEDUP = 1.5   # torch step time ÷ JAX step time, on CPU
 
 
-def build_torch_step(config, batch_np, hf_dir, device: str):
-  """The reference model from ``hf_dir`` and its eager train step."""
+def build_torch_step(config, batch_np, hf_dir, device: str, precision: str = "fp32"):
+  """The reference model from ``hf_dir`` and its eager train step; with
+  ``precision="bf16"`` the forward and loss run under
+  ``torch.autocast(bfloat16)`` over fp32 master weights (PyTorch's
+  mixed-precision recipe; backward follows the forward's dtypes)."""
+  import contextlib
+
   import torch
   from benchmarks import torch_reference as tr
+  if precision not in ("fp32", "bf16"):
+    raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
   model = tr.TorchFaceTrack(hf_dir, config.model).to(device).train()
   t = config.train
   params = list(model.parameters())
@@ -46,11 +53,14 @@ def build_torch_step(config, batch_np, hf_dir, device: str):
        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}],
       lr=t.learning_rate, betas=(t.b1, t.b2), eps=t.eps)
   b = {k: v.to(device) for k, v in tr.to_torch(batch_np).items()}
+  cast = ((lambda: torch.autocast(device_type=device, dtype=torch.bfloat16))
+          if precision == "bf16" else contextlib.nullcontext)
 
   def step():
     opt.zero_grad(set_to_none=True)
-    logits = model(b["frames"], b["faces"], b["face_mask"], b["tokens"])
-    loss = tr.masked_ce(logits, b["targets"], b["loss_mask"])
+    with cast():
+      logits = model(b["frames"], b["faces"], b["face_mask"], b["tokens"])
+      loss = tr.masked_ce(logits.float(), b["targets"], b["loss_mask"])
     loss.backward()
     torch.nn.utils.clip_grad_norm_(params, t.clip_norm)
     opt.step()
@@ -59,7 +69,8 @@ def build_torch_step(config, batch_np, hf_dir, device: str):
   info = dict(attn_implementation=model.lm.config._attn_implementation,
               vit_attn_implementation=model.vit.config._attn_implementation,
               params=sum(p.numel() for p in params), threads=torch.get_num_threads(),
-              device=device, torch=torch.__version__)
+              device=device, torch=torch.__version__, precision=precision,
+              autocast="bfloat16" if precision == "bf16" else None)
   return step, info
 
 
@@ -74,19 +85,23 @@ def export_initial_weights(config, hf_dir: str) -> None:
 
 
 def run(config_name: str = "small", batch: int = 8, text_len: int = 64, repeats: int = 5,
-        js: bench_train.JaxStep | None = None) -> dict:
+        js: bench_train.JaxStep | None = None, precision: str = "fp32") -> dict:
+  """``precision``: "fp32" (both steps in fp32) or "bf16" (ours: bf16 compute
+  over fp32 params, ``model.dtype=bfloat16``; PyTorch: autocast bf16 over
+  fp32 weights). ``js``: our compiled step to reuse if it matches."""
   import torch
   torch.set_num_threads(common.cores())
   config = bench_train.load_config(config_name)
-  if config.model.dtype != "float32":
-    config.model.dtype = "float32"   # the reference is fp32 (see README for GPUs)
+  want = {"fp32": "float32", "bf16": "bfloat16"}[precision]
+  if config.model.dtype != want or (js is not None and js.config.model.dtype != want):
+    config.model.dtype = want   # both sides compute in the same precision
     js = None
   batch_np = js.batch_np if js is not None else common.random_batch(config.model, batch, text_len)
   device = "cuda" if torch.cuda.is_available() else "cpu"
   with tempfile.TemporaryDirectory() as hf_dir:
     common.log("torch: exporting our initial weights to HF, loading the reference")
     export_initial_weights(config, hf_dir)
-    torch_step, info = build_torch_step(config, batch_np, hf_dir, device)
+    torch_step, info = build_torch_step(config, batch_np, hf_dir, device, precision)
   if js is None:
     common.log("torch: compiling the JAX step")
     js = bench_train.build_step(config, batch_np)
@@ -112,7 +127,7 @@ def run(config_name: str = "small", batch: int = 8, text_len: int = 64, repeats:
   jt = common.Timing(jax_t)
   tt = {n: common.Timing(v) for n, v in torch_t.items()}
   best = min(threads, key=lambda n: tt[n].median)
-  res = dict(config=config_name, batch=batch_np["tokens"].shape[0],
+  res = dict(config=config_name, precision=precision, batch=batch_np["tokens"].shape[0],
              seq_len=batch_np["tokens"].shape[1], jax_step=jt.to_json(),
              torch_step={str(n): t.to_json() for n, t in tt.items()},
              jax_step_after_switch=common.Timing(jax_first).to_json(),
@@ -136,8 +151,11 @@ def main(argv=None):
   p.add_argument("--batch", type=int, default=8)
   p.add_argument("--text-len", type=int, default=64)
   p.add_argument("--repeats", type=int, default=5)
+  p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                 help="bf16: our bf16 compute against torch.autocast(bfloat16)")
   args = p.parse_args(argv)
-  print(json.dumps(run(args.config, args.batch, args.text_len, args.repeats), indent=1))
+  print(json.dumps(run(args.config, args.batch, args.text_len, args.repeats,
+                       precision=args.precision), indent=1))
 
 
 if __name__ == "__main__":

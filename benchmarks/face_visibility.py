@@ -27,6 +27,7 @@ import numpy as np
 
 from data_prep.video import sample_indices
 from facetrack_jax.events import SYNTHETIC_EVENTS
+from facetrack_jax.head_readout import roc_auc
 
 KEYS = tuple(k for k in sorted(SYNTHETIC_EVENTS) if k != "mouth_close")  # an onset, no state
 
@@ -60,15 +61,6 @@ def load_split(name: str, data_dir: str, split: str, gt_dir: pathlib.Path):
     crops.append(faces[mask])
     labels.append(frame_labels(json.loads(gt_file.read_text()), len(faces))[mask])
   return np.concatenate(crops), np.concatenate(labels)
-
-
-def roc_auc(scores: np.ndarray, y: np.ndarray) -> float:
-  """Mann-Whitney AUC (ties broken by order; fine for continuous scores)."""
-  ranks = np.empty(len(scores))
-  ranks[np.argsort(scores)] = np.arange(len(scores))
-  pos = y > 0
-  p, n = pos.sum(), (~pos).sum()
-  return float((ranks[pos].sum() - p * (p - 1) / 2) / (p * n)) if p and n else float("nan")
 
 
 def train_probe(face_vit_cfg, x_train, y_train, x_test, steps: int, batch: int, seed: int = 0):

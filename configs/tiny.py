@@ -57,6 +57,10 @@ def get_model_config() -> ml_collections.ConfigDict:
   # captions' events (config.train.event_loss_weight; event_supervision.py).
   # A training aid for towers trained from scratch; unused when generating.
   m.event_head = False
+  # A clip-level appearance classifier on the face tokens, trained from the
+  # captions' appearance words (config.train.attribute_loss_weight;
+  # attribute_supervision.py). A training aid too; unused when generating.
+  m.attribute_head = False
   return m
 
 

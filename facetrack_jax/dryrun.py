@@ -101,16 +101,19 @@ def abstract_batch(config, mesh, batch: int) -> dict:
   """The train batch as ShapeDtypeStructs sharded like ``input_pipeline.to_global``."""
   import jax
   import jax.numpy as jnp
-  from facetrack_jax import event_supervision, train_step
+  from facetrack_jax import attribute_supervision, caption_supervision, event_supervision, train_step
   m, length = config.model, config.data.max_len
   t = m.num_frames
   fields = dict(frames=(jnp.uint8, (batch, t, m.frame_size, m.frame_size, 3)),
                 faces=(jnp.uint8, (batch, t, m.face_size, m.face_size, 3)),
                 face_mask=(jnp.bool_, (batch, t)), tokens=(jnp.int32, (batch, length)),
                 targets=(jnp.int32, (batch, length)), loss_mask=(jnp.float32, (batch, length)))
-  if event_supervision.loss_weight(config) > 0:
+  heads = caption_supervision.weights(config)
+  if "event" in heads:
     fields["event_targets"] = (jnp.float32, (batch, event_supervision.NUM_PHASES,
                                              len(event_supervision.EVENT_KEYS)))
+  if "attribute" in heads:
+    fields["attribute_targets"] = (jnp.int32, (batch, len(attribute_supervision.ATTRIBUTE_VALUES)))
   shardings = train_step.batch_shardings(mesh, {k: len(s) for k, (_, s) in fields.items()})
   return {k: jax.ShapeDtypeStruct(s, d, sharding=shardings[k]) for k, (d, s) in fields.items()}
 
@@ -137,7 +140,7 @@ def analytic_activations(config, batch_per_device: float) -> dict:
 
 def train_report(config, mesh, batch: int) -> dict:
   import jax
-  from facetrack_jax import event_supervision, flops, hlo_stats, sharding, train_step
+  from facetrack_jax import caption_supervision, flops, hlo_stats, sharding, train_step
   from facetrack_jax.models import matmul
   setup = train_step.make_setup(config, mesh)
   state = setup.abstract_state
@@ -145,10 +148,10 @@ def train_report(config, mesh, batch: int) -> dict:
   if batch % data_fsdp:
     raise ValueError(f"batch {batch} does not divide over data × fsdp = {data_fsdp} devices")
   abatch = abstract_batch(config, mesh, batch)
-  weight = event_supervision.loss_weight(config)
+  weights = caption_supervision.weights(config)
   with sharding.use_mesh(mesh), matmul.accelerator_dots():
     step = train_step.jit_train_step(setup, {k: v.ndim for k, v in abatch.items()},
-                                     config.train.grad_accum, weight)
+                                     config.train.grad_accum, weights)
     compiled, times = _compile(step, state, setup.abstract_rest, abatch)
   shards = mesh.shape["fsdp"] * mesh.shape["tensor"]     # devices one parameter is split over
   params_total = _total_bytes(state["params"])

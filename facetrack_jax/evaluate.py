@@ -24,6 +24,9 @@ batch are dropped), detokenises and scores with
   colour / length, skin, glasses, beard): accuracy, the majority-class
   prior, lift = accuracy − prior, how often predictions state it (both
   from :mod:`facetrack_jax.metrics.breakdowns`);
+* ``heads.json`` — with training heads (event / attribute loss), what they
+  read off the visual tokens of the same clips (:mod:`head_readout`: head
+  accuracy or AUC beside the captions' lift);
 * ``report.md`` — the tables and a few predictions beside their references.
 
 Multi-host: every process runs the same command and captions its data
@@ -164,6 +167,19 @@ def caption_split(model, config, tokenizer, mesh, split: str, *, source=None,
   return out
 
 
+def read_heads(model, config, tokenizer, mesh, split: str, src) -> dict | None:
+  """:func:`facetrack_jax.head_readout.readout` of the model's training heads
+  on ``split`` (None without heads, or on more than one process)."""
+  from facetrack_jax import caption_supervision, head_readout, input_pipeline
+  heads = tuple(h for h in caption_supervision.HEADS
+                if getattr(model, f"{h}_head", None) is not None)
+  if not heads or jax.process_count() != 1:
+    return None
+  batches = input_pipeline.make_eval_batches(config, tokenizer, split, source=src,
+                                             shard=sharding.data_shard(mesh))
+  return head_readout.readout(model, batches, heads, mesh)
+
+
 def merge_shards(per_process: dict[int, list[dict]], shards: dict[int, sharding.DataShard],
                  num_examples: int, split: str = "?") -> list[dict]:
   """The predictions of every data shard, once: each shard's leader's rows,
@@ -288,6 +304,7 @@ def evaluate(config, workdir: str | os.PathLike, *, split: str = "test",
   t1 = time.perf_counter()
   rows = caption_split(model, config, tokenizer, mesh, split, source=src, progress=progress)
   rows = gather_predictions(rows, mesh, len(src), split)
+  heads = read_heads(model, config, tokenizer, mesh, split, src)
   t2 = time.perf_counter()
   if jax.process_index() != 0:
     return None
@@ -316,7 +333,14 @@ def evaluate(config, workdir: str | os.PathLike, *, split: str = "test",
   breakdowns = write_breakdowns({r["id"]: r["caption"] for r in rows},
                                 {r["id"]: r["reference"] for r in rows}, out_dir)
   examples = [dict(r, source=sources.get(r["id"], "unknown")) for r in rows[:num_examples]]
-  (out_dir / "report.md").write_text(report.eval_report(metrics, examples, breakdowns))
+  text = report.eval_report(metrics, examples, breakdowns)
+  if heads:
+    from facetrack_jax.head_readout import heads_table
+    (out_dir / "heads.json").write_text(json.dumps(heads, indent=1) + "\n")
+    text += ("\n## What the training heads read (heads.json)\n\n"
+             "Head accuracy / AUC: the face tokens carry it; caption lift: the LM says it.\n\n"
+             + heads_table(heads, breakdowns))
+  (out_dir / "report.md").write_text(text)
   return metrics
 
 

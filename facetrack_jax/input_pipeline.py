@@ -46,7 +46,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from facetrack_jax import augment, event_supervision, prompt, sharding
+from facetrack_jax import augment, caption_supervision, prompt, sharding
 from facetrack_jax.models.facetrack import num_visual_tokens
 
 TEXT_FIELDS = ("caption", "id", "video", "source")
@@ -133,7 +133,7 @@ class TrainTransform(grain.transforms.RandomMap):
   color_jitter: float
   crop_scale: float
   paraphrase: bool
-  event_targets: bool = False   # add event_targets float32[P, E] (event_supervision.py)
+  heads: tuple[str, ...] = ()   # training heads whose targets to add (caption_supervision.py)
   template: str = "gemma"       # prompt.TEMPLATES
 
   def random_map(self, element, rng: np.random.Generator) -> dict:
@@ -145,8 +145,9 @@ class TrainTransform(grain.transforms.RandomMap):
                                          self.template)
     out = dict(frames=ex["frames"], faces=ex["faces"], face_mask=ex["face_mask"], **text,
                id=ex["id"])
-    if self.event_targets:  # from the caption as augmented (a flip swaps left/right)
-      out["event_targets"] = event_supervision.caption_targets(ex["caption"])
+    # From the caption as augmented (a flip swaps left/right): event_targets
+    # float32[P, E], attribute_targets int32[A].
+    out.update(caption_supervision.caption_targets(self.heads, ex["caption"]))
     return out
 
 
@@ -222,7 +223,7 @@ def make_train_iterator(config, tokenizer, split: str = "train", *, source=None,
       n_visual=num_visual_tokens(config.model), max_len=d.max_len,
       flip_prob=d.flip_prob, color_jitter=d.color_jitter, crop_scale=d.crop_scale,
       paraphrase=d.paraphrase_instructions,
-      event_targets=event_supervision.loss_weight(config) > 0,
+      heads=tuple(caption_supervision.weights(config)),
       template=d.get("chat_template", "gemma")))
   ds = ds.batch(host_batch, drop_remainder=True)
   it_ds = ds.to_iter_dataset(_read_options(d))

@@ -59,6 +59,7 @@ RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     ("queries", None),           # learned query tokens (attention pooling)
     ("norm", "fsdp"),            # norm scales / biases (tiny: gathered per use)
     ("events", None),            # event classes (event_supervision.py)
+    ("attribute_values", None),  # appearance values (attribute_supervision.py)
 )
 
 

@@ -36,7 +36,7 @@ from flax import nnx
 from ml_collections import config_flags
 from tqdm import tqdm
 
-from facetrack_jax import (checkpoint, event_supervision, logging_utils, paths, sharding,
+from facetrack_jax import (caption_supervision, checkpoint, logging_utils, paths, sharding,
                            train_step)
 
 
@@ -207,12 +207,7 @@ def _check_config(config) -> None:
                      f"by config.train.grad_accum={t.grad_accum}")
   if t.checkpoint_every < 1 or t.log_every < 1:
     raise ValueError("config.train.checkpoint_every and log_every must be >= 1")
-  weight = event_supervision.loss_weight(config)
-  if weight < 0:
-    raise ValueError(f"config.train.event_loss_weight must be >= 0, got {weight}")
-  if weight > 0 and not config.model.get("event_head", False):
-    raise ValueError(f"config.train.event_loss_weight={weight} needs config.model.event_head"
-                     "=True (the head the event loss trains)")
+  caption_supervision.check(config)
 
 
 def example_fingerprint(frames, faces) -> str:
@@ -264,7 +259,7 @@ def train(config, workdir: str, *, model_factory=train_step.default_model_factor
   _check_config(config)
   check_init_files(config)   # before the tokenizer, the data and any allocation
   t = config.train
-  event_weight = event_supervision.loss_weight(config)
+  aux_weights = caption_supervision.weights(config)   # training heads: {name: weight}
   workdir = paths.resolve(workdir)   # local or gs:// (facetrack_jax/paths.py)
   mesh = sharding.mesh_from_config(config.mesh)
   shard = sharding.data_shard(mesh)
@@ -301,7 +296,7 @@ def train(config, workdir: str, *, model_factory=train_step.default_model_factor
         batch = input_pipeline.to_global(batch_np, mesh)
         if step_fn is None:
           step_fn = train_step.jit_train_step(
-              setup, {k: v.ndim for k, v in batch.items()}, t.grad_accum, event_weight)
+              setup, {k: v.ndim for k, v in batch.items()}, t.grad_accum, aux_weights)
         state, m = step_fn(state, setup.rest, batch)
         step += 1
         preempted = watch.should_stop(step)
@@ -318,7 +313,7 @@ def train(config, workdir: str, *, model_factory=train_step.default_model_factor
           b, l = batch["tokens"].shape
           writer.write(step, {"loss": m["loss"], "lr": m["lr"], "grad_norm": m["grad_norm"],
                               "tokens_per_s": b * l / dt, "examples_per_s": b / dt,
-                              **({"event_loss": m["event_loss"]} if event_weight > 0 else {})})
+                              **{f"{n}_loss": m[f"{n}_loss"] for n in aux_weights}})
           bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
         bar.update(1)
         if save:

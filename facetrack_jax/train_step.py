@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -29,7 +29,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from facetrack_jax import event_supervision, optim, sharding
+from facetrack_jax import caption_supervision, optim, sharding
 
 ModelFactory = Callable[[ml_collections.ConfigDict, nnx.Rngs], nnx.Module]
 
@@ -156,11 +156,12 @@ def loss_positions(loss_mask_bl: jax.Array, count: int) -> jax.Array:
   return jnp.argsort(loss_mask_bl <= 0, axis=1, stable=True)[:, :count].astype(jnp.int32)
 
 
-def loss_sums(model, batch, event_weight: float = 0.0,
+def loss_sums(model, batch, aux_weights: Mapping[str, float] | None = None,
               logits_at: str = "loss") -> dict[str, jax.Array]:
   """Sums over one batch: ``ce`` (Σ masked token cross-entropy), ``tokens``
-  (Σ loss_mask) and, with ``event_weight`` > 0, ``event`` (Σ sigmoid
-  cross-entropy of the phase event logits, :mod:`event_supervision`).
+  (Σ loss_mask) and, for each training head of ``aux_weights`` with weight
+  > 0 (:mod:`caption_supervision`: "event", "attribute"), its loss summed
+  over the batch under the head's name.
 
   ``logits_at``: "loss" (the default) applies the LM head only at the text
   positions, gathered loss positions first (:func:`loss_positions`, C = L −
@@ -170,13 +171,14 @@ def loss_sums(model, batch, event_weight: float = 0.0,
   (the reference; same loss and gradients up to summation order).
 
   batch: frames uint8[B,T,H,W,3], faces uint8[B,T,S,S,3], face_mask bool[B,T],
-  tokens / targets int32[B,L], loss_mask float32[B,L]; with events also
-  event_targets float32[B,P,E].
+  tokens / targets int32[B,L], loss_mask float32[B,L]; with a head also its
+  targets (event_targets float32[B,P,E], attribute_targets int32[B,A]).
   """
   if logits_at not in ("loss", "all"):
     raise ValueError(f"config.train.logits_at must be 'loss' or 'all', got {logits_at!r}")
+  heads = tuple(n for n, w in (aux_weights or {}).items() if w > 0)
   args = (batch["frames"], batch["faces"], batch["face_mask"], batch["tokens"])
-  h_bld, events_bte = model.features(*args, with_events=event_weight > 0)
+  h_bld, aux_logits = model.features(*args, aux=heads)
   targets_bl, mask_bl = batch["targets"], batch["loss_mask"].astype(jnp.float32)
   if logits_at == "loss":
     count = max(1, h_bld.shape[1] - model.num_visual_tokens)
@@ -188,8 +190,9 @@ def loss_sums(model, batch, event_weight: float = 0.0,
   ce_bl = optax.softmax_cross_entropy_with_integer_labels(
       model.lm.logits(h_bld).astype(jnp.float32), targets_bl)
   out = {"ce": jnp.sum(ce_bl * mask_bl), "tokens": jnp.sum(mask_bl)}
-  if event_weight > 0:
-    out["event"] = event_supervision.loss_sum(events_bte, batch["event_targets"])
+  for name in heads:
+    out[name] = caption_supervision.HEADS[name].loss_sum(
+        aux_logits[name], batch[caption_supervision.targets_key(name)])
   return out
 
 
@@ -205,64 +208,76 @@ def _microbatches(batch, k: int):
   return jax.tree.map(split, batch)
 
 
-def make_grad_fn(setup: Setup, grad_accum: int = 1, event_weight: float = 0.0):
+def aux_counts(batch, aux_weights: Mapping[str, float]) -> dict[str, float]:
+  """Each training head's normaliser: the size of its targets in the whole
+  batch (B·P·E event slots, B·A attribute slots; static)."""
+  return {n: float(math.prod(batch[caption_supervision.targets_key(n)].shape))
+          for n, w in aux_weights.items() if w > 0}
+
+
+def make_grad_fn(setup: Setup, grad_accum: int = 1,
+                 aux_weights: Mapping[str, float] | None = None):
   """``(params, rest, batch) -> (sums, gradient of the objective × N)`` over
   the whole global batch, N = Σ loss_mask. The objective is
 
-      Σ CE·mask / N  +  event_weight · Σ event BCE / (B · P · E)
+      Σ CE·mask / N  +  Σ_heads weight · Σ head loss / (size of its targets)
 
-  (the second term only with ``event_weight`` > 0); N is read off the batch
-  before the forward pass, so every micro-batch's gradient is already on the
-  scale of the whole batch. With ``grad_accum`` k > 1 the batch is cut into k
-  micro-batches (a ``lax.scan``) whose gradients are added up: divided once
-  by N, that is exactly the big batch's gradient. ``sums`` holds the
-  :func:`loss_sums` of the whole batch. Gradients stop at frozen params (no
-  backward pass through a frozen tower).
+  (heads: the ``aux_weights`` > 0, e.g. {"event": 1.0}: event BCE over
+  B·P·E, attribute CE over B·A); N is read off the batch before the forward
+  pass, so every micro-batch's gradient is already on the scale of the whole
+  batch. With ``grad_accum`` k > 1 the batch is cut into k micro-batches (a
+  ``lax.scan``) whose gradients are added up: divided once by N, that is
+  exactly the big batch's gradient. ``sums`` holds the :func:`loss_sums` of
+  the whole batch. Gradients stop at frozen params (no backward pass through
+  a frozen tower).
   """
   graphdef, labels = setup.graphdef, setup.labels
+  aux_weights = {n: float(w) for n, w in (aux_weights or {}).items() if w > 0}
 
-  def objective_fn(params, rest, batch, n_tok, n_event):
+  def objective_fn(params, rest, batch, n_tok, n_aux):
     params = jax.tree.map(lambda l, p: p if l == optim.TRAINABLE else jax.lax.stop_gradient(p),
                           labels, params)
-    sums = loss_sums(nnx.merge(graphdef, params, rest), batch, event_weight, setup.logits_at)
+    sums = loss_sums(nnx.merge(graphdef, params, rest), batch, aux_weights, setup.logits_at)
     objective = sums["ce"]
-    if event_weight > 0:
-      objective = objective + event_weight * jnp.maximum(n_tok, 1.0) / n_event * sums["event"]
+    for name, w in aux_weights.items():
+      objective = objective + w * jnp.maximum(n_tok, 1.0) / n_aux[name] * sums[name]
     return objective, sums
 
   grad_fn = jax.value_and_grad(objective_fn, has_aux=True)
 
   def fn(params, rest, batch):
     n_tok = jnp.sum(batch["loss_mask"].astype(jnp.float32))
-    n_event = (float(math.prod(batch["event_targets"].shape)) if event_weight > 0 else 1.0)
+    n_aux = aux_counts(batch, aux_weights)
     if grad_accum == 1:
-      (_, sums), grads = grad_fn(params, rest, batch, n_tok, n_event)
+      (_, sums), grads = grad_fn(params, rest, batch, n_tok, n_aux)
       return sums, grads
 
     def body(carry, mb):
       g_acc, s_acc = carry
-      (_, s), g = grad_fn(params, rest, mb, n_tok, n_event)
+      (_, s), g = grad_fn(params, rest, mb, n_tok, n_aux)
       return (jax.tree.map(jnp.add, g_acc, g), jax.tree.map(jnp.add, s_acc, s)), None
 
     zeros = jax.tree.map(jnp.zeros_like, params)
-    zero_sums = {k: jnp.float32(0) for k in ("ce", "tokens") + (
-        ("event",) if event_weight > 0 else ())}
+    zero_sums = {k: jnp.float32(0) for k in ("ce", "tokens", *aux_weights)}
     (grads, sums), _ = jax.lax.scan(body, (zeros, zero_sums), _microbatches(batch, grad_accum))
     return sums, grads
 
   return fn
 
 
-def make_train_step(setup: Setup, grad_accum: int = 1, event_weight: float = 0.0):
+def make_train_step(setup: Setup, grad_accum: int = 1,
+                    aux_weights: Mapping[str, float] | None = None):
   """The un-jitted step ``(state, rest, batch) -> (state, metrics)``.
 
   loss = Σ CE·mask / Σ mask over the global batch (:func:`make_grad_fn`;
-  plus the weighted event loss, logged apart as ``event_loss``); then clip →
-  AdamW on the trainable params; frozen params pass through.
+  plus the weighted training-head losses, logged apart as ``<name>_loss``,
+  each a mean over its targets); then clip → AdamW on the trainable params;
+  frozen params pass through.
   """
   labels, tx, schedule = setup.labels, setup.tx, setup.schedule
   trainable = lambda l: l == optim.TRAINABLE
-  grad_fn = make_grad_fn(setup, grad_accum, event_weight)
+  aux_weights = {n: float(w) for n, w in (aux_weights or {}).items() if w > 0}
+  grad_fn = make_grad_fn(setup, grad_accum, aux_weights)
 
   def step(state, rest, batch):
     params = state["params"]
@@ -283,8 +298,8 @@ def make_train_step(setup: Setup, grad_accum: int = 1, event_weight: float = 0.0
     metrics = {"loss": loss_sum / denom, "grad_norm": optax.tree.norm(grads),
                "lr": schedule(state["step"]), "target_tokens": n_tok,
                "params_finite": finite}
-    if event_weight > 0:
-      metrics["event_loss"] = sums["event"] / math.prod(batch["event_targets"].shape)
+    for name, n in aux_counts(batch, aux_weights).items():
+      metrics[f"{name}_loss"] = sums[name] / n
     new_state = {"step": state["step"] + 1, "params": new_params, "opt_state": opt_state}
     return new_state, metrics
 
@@ -298,12 +313,12 @@ def batch_shardings(mesh: Mesh, batch_spec: dict[str, int]) -> dict[str, NamedSh
 
 
 def jit_train_step(setup: Setup, batch_spec: dict[str, int], grad_accum: int = 1,
-                   event_weight: float = 0.0):
+                   aux_weights: Mapping[str, float] | None = None):
   """``jax.jit`` of :func:`make_train_step` with explicit shardings; the state
   (argument 0) is donated."""
   replicated = NamedSharding(setup.mesh, P())
   return jax.jit(
-      make_train_step(setup, grad_accum, event_weight),
+      make_train_step(setup, grad_accum, aux_weights),
       in_shardings=(setup.state_shardings, setup.rest_shardings,
                     batch_shardings(setup.mesh, batch_spec)),
       out_shardings=(setup.state_shardings, replicated),

@@ -3,6 +3,7 @@ clips -> TFDS build -> tokenizer -> training -> evaluation -> report.md + loss
 PNG; a second run reuses every finished stage and resumes training."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -10,6 +11,8 @@ import sys
 import cv2
 import pytest
 
+from facetrack_jax import caption_supervision, event_supervision
+from facetrack_jax import main as demo_lib
 from tests.conftest import ROOT
 
 
@@ -52,6 +55,11 @@ def test_every_stage_runs_and_writes_the_report(demo):
   assert [p["id"] for p in preds] == test_ids          # the held-out clips, each once
   metrics = json.loads((w / "eval" / str(steps) / "metrics.json").read_text())
   assert metrics["step"] == steps and metrics["n"] == len(test_ids)
+  # The demo's training heads, read on the same clips (head_readout.py).
+  heads = json.loads((w / "eval" / str(steps) / "heads.json").read_text())
+  assert set(heads) == set(caption_supervision.weights(demo_lib.demo_config("ci")))
+  assert set(heads["event"]) == set(event_supervision.EVENT_KEYS)
+  assert all(math.isnan(r["auc"]) or 0 <= r["auc"] <= 1 for r in heads["event"].values())
 
   report = (w / "report.md").read_text()
   assert "| CIDEr | ROUGE-L | AutoDQ | TEM |" in report

@@ -129,3 +129,18 @@ def test_greedy_generation_matches_hf_generate(pair, batch):
                     max_new_tokens=new, eos_id=-1)
   assert hf.shape == (2, new)
   np.testing.assert_array_equal(np.asarray(ours), hf.numpy())
+
+
+def test_mixed_precision_benchmark_runs_both_sides_in_bf16():
+  """benchmarks.bench_torch with precision="bf16" (issue 19 §4): ours computes
+  in bf16 over fp32 params, the reference under torch.autocast(bfloat16);
+  both steps train (finite, falling torch loss) and the ratio is recorded.
+  A smoke run on the tiny config, not a timing."""
+  from benchmarks import bench_torch
+  res = bench_torch.run("tiny", batch=2, text_len=16, repeats=2, precision="bf16")
+  assert res["precision"] == "bf16" and res["torch_info"]["autocast"] == "bfloat16"
+  first, last = res["torch_loss_first_last"]
+  assert np.isfinite(first) and np.isfinite(last) and last < first
+  assert res["speedup"] > 0 and res["jax_step"]["median_s"] > 0
+  with pytest.raises(ValueError, match="precision"):
+    bench_torch.build_torch_step(None, None, None, "cpu", precision="fp16")

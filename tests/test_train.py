@@ -60,31 +60,38 @@ def _run_steps(config, mesh, batch, steps=1):
   return setup, init, state, jax.device_get(metrics)
 
 
-EVENTS = dict(model__event_head=True, train__event_loss_weight=1.0)
+HEAD_OVERRIDES = {
+    "event": dict(model__event_head=True, train__event_loss_weight=1.0),
+    "attribute": dict(model__attribute_head=True, train__attribute_loss_weight=1.0),
+}
 
 
-@pytest.mark.parametrize("event_weight", [0.0, 1.0])
-def test_grad_accumulation_gives_the_big_batch_gradient(data, event_weight):
+def _with_heads(heads):
+  return {k: v for h in heads for k, v in HEAD_OVERRIDES[h].items()}
+
+
+@pytest.mark.parametrize("heads", [(), ("event",), ("event", "attribute")])
+def test_grad_accumulation_gives_the_big_batch_gradient(data, heads):
   """The train step's gradient (train_step.make_grad_fn) with 2 micro-batches
   equals the one-batch gradient: Σ of token-summed grads / total tokens, and
-  with the event loss (event_supervision.py) too."""
-  extra = EVENTS if event_weight else {}
-  config = th.make_config(th.overrides(data, mesh__shape=(2, 2, 2), **extra))
+  with the training heads' losses (caption_supervision.py) too."""
+  config = th.make_config(th.overrides(data, mesh__shape=(2, 2, 2), **_with_heads(heads)))
   mesh = sharding.make_mesh((2, 2, 2))
   batch = _one_batch(config, mesh)
-  assert ("event_targets" in batch) == bool(event_weight)
+  assert {k for k in batch if k.endswith("_targets")} == {f"{h}_targets" for h in heads}
   setup = train_step.make_setup(config, mesh)
   params = train_step.init_state(config, setup)["params"]
-  out, events = {}, {}
+  weights = {h: 1.0 for h in heads}
+  out, aux = {}, {}
   with sharding.use_mesh(mesh):
     for k in (1, 2):
-      sums, grads = jax.jit(train_step.make_grad_fn(setup, k, event_weight))(
+      sums, grads = jax.jit(train_step.make_grad_fn(setup, k, weights))(
           params, setup.rest, batch)
       n_tok = sums["tokens"]
       out[k] = jax.device_get((sums["ce"] / n_tok, jax.tree.map(lambda g: g / n_tok, grads)))
-      events[k] = float(sums.get("event", 0.0))
-  if event_weight:
-    assert events[1] > 0 and math.isclose(events[1], events[2], rel_tol=1e-5)
+      aux[k] = {h: float(sums[h]) for h in heads}
+  for h in heads:
+    assert aux[1][h] > 0 and math.isclose(aux[1][h], aux[2][h], rel_tol=1e-5), (h, aux)
   (loss1, g1), (loss2, g2) = out[1], out[2]
   scale = max(jax.tree.leaves(jax.tree.map(lambda a: float(np.abs(a).max()), g1)))
   diff = max(jax.tree.leaves(jax.tree.map(lambda a, b: float(np.abs(a - b).max()), g1, g2)))
@@ -131,35 +138,39 @@ def test_a_bad_logits_at_is_a_clear_error(data):
     jax.jit(train_step.make_grad_fn(setup))(params, setup.rest, batch)
 
 
-def test_event_loss_trains_the_visual_path(data):
-  """With config.train.event_loss_weight the step also fits the captions'
-  events (event_supervision.py): on one repeated batch the event loss falls
-  below half its start, and the gradient reaches the face tower."""
-  config = th.make_config(th.overrides(data, mesh__shape=(8, 1, 1), **EVENTS))
+@pytest.mark.parametrize("head", ["event", "attribute"])
+def test_head_loss_trains_the_face_tower(data, head):
+  """With config.train.<head>_loss_weight the step also fits the captions'
+  events (event_supervision.py) or the main character's appearance
+  (attribute_supervision.py): on one repeated batch that loss falls below
+  half its start, and the gradient reaches the face tower."""
+  config = th.make_config(th.overrides(data, mesh__shape=(8, 1, 1), **HEAD_OVERRIDES[head]))
   mesh = sharding.make_mesh((8, 1, 1))
   batch = _one_batch(config, mesh)
-  assert float(batch["event_targets"].sum()) > 0
+  targets = np.asarray(batch[f"{head}_targets"])
+  assert (targets.sum() > 0) if head == "event" else (targets >= 0).mean() > 0.5
   setup = train_step.make_setup(config, mesh)
   state = train_step.init_state(config, setup)
   before = jax.device_get(state["params"]["face_vit"])
   losses = []
   with sharding.use_mesh(mesh):
     fn = train_step.jit_train_step(setup, {k: v.ndim for k, v in batch.items()},
-                                   event_weight=1.0)
+                                   aux_weights={head: 1.0})
     for _ in range(25):
       state, m = fn(state, setup.rest, batch)
-      losses.append(float(m["event_loss"]))
-  print(f"event loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+      losses.append(float(m[f"{head}_loss"]))
+  print(f"{head} loss {losses[0]:.4f} -> {losses[-1]:.4f}")
   assert losses[-1] < 0.5 * losses[0], losses
   after = jax.device_get(state["params"]["face_vit"])
   moved = jax.tree.leaves(jax.tree.map(lambda a, b: float(np.abs(a - b).max()), before, after))
   assert max(moved) > 0
 
 
-def test_event_loss_without_the_head_is_refused(data, tmp_path):
+@pytest.mark.parametrize("head", ["event", "attribute"])
+def test_a_head_loss_without_the_head_is_refused(data, tmp_path, head):
   from facetrack_jax import train
-  config = th.make_config(th.overrides(data, train__event_loss_weight=1.0))
-  with pytest.raises(ValueError, match="event_head"):
+  config = th.make_config(th.overrides(data, **{f"train__{head}_loss_weight": 1.0}))
+  with pytest.raises(ValueError, match=f"{head}_head"):
     train.train(config, str(tmp_path / "w"))
 
 

@@ -15,8 +15,9 @@ reconstruction (README, "Model"). Per clip::
 
 ``compressor.face_tokens = 0`` is the global-only baseline of the paper's
 comparison (no face tower is built). ``event_head = True`` adds a linear
-per-frame event classifier on the visual tokens, a training aid only
-(``facetrack_jax/event_supervision.py``).
+per-frame event classifier on the visual tokens, ``attribute_head = True`` a
+linear appearance classifier on the clip's face tokens: training aids only
+(``facetrack_jax/caption_supervision.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from facetrack_jax import event_supervision, sharding
+from facetrack_jax import attribute_supervision, event_supervision, sharding
 from facetrack_jax.models.compressor import TimeEmbedding, VisualStream
 from facetrack_jax.models.lm import LM
 from facetrack_jax.models.vit import ViT, preprocess
@@ -88,6 +89,14 @@ class FaceTrackMM(nnx.Module):
         kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(), ("embed", "events")),
         bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("events",)))
         if cfg.get("event_head", False) else None)
+    # "bd,dc->bc": the clip's mean face token -> every attribute's value logits.
+    self.attribute_head = nnx.data(nnx.Linear(
+        cfg.lm.width, attribute_supervision.NUM_CLASSES, dtype=dtype, param_dtype=param_dtype,
+        rngs=rngs,
+        kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(),
+                                          ("embed", "attribute_values")),
+        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("attribute_values",)))
+        if cfg.get("attribute_head", False) else None)
     self.lm = LM(cfg.lm, **kw, **stack)
 
   def encode_visual(self, frames_bthwc: jax.Array, faces_btssc: jax.Array,
@@ -124,6 +133,24 @@ class FaceTrackMM(nnx.Module):
       raise ValueError("FaceTrackMM.event_logits: the model was built with event_head=False")
     return self.event_head(u_btkd.mean(axis=2))
 
+  def attribute_logits(self, u_btkd: jax.Array) -> jax.Array:
+    """Per-frame tokens float[B, T, G+K, D] -> attribute value logits float[B, C]
+    (``attribute_supervision.OFFSETS``) from the mean face token over frames
+    (over all tokens when the model has no face tokens)."""
+    if self.attribute_head is None:
+      raise ValueError("FaceTrackMM.attribute_logits: the model was built with "
+                       "attribute_head=False")
+    face_btkd = u_btkd[:, :, self.global_tokens:] if self.face_tokens else u_btkd
+    return self.attribute_head(face_btkd.mean(axis=(1, 2)))
+
+  def aux_logits(self, u_btkd: jax.Array, heads) -> dict[str, jax.Array]:
+    """``{name: logits}`` of the training heads ``heads`` ("event", "attribute")."""
+    fns = {"event": self.event_logits, "attribute": self.attribute_logits}
+    unknown = set(heads) - set(fns)
+    if unknown:
+      raise ValueError(f"FaceTrackMM: no training head {sorted(unknown)}; have {sorted(fns)}")
+    return {name: fns[name](u_btkd) for name in heads}
+
   def embed(self, frames, faces, face_mask, tokens_bl: jax.Array) -> jax.Array:
     """Text embeddings with the visual tokens spliced in: float[B, L, D]."""
     return self._embed(frames, faces, face_mask, tokens_bl)[0]
@@ -134,28 +161,28 @@ class FaceTrackMM(nnx.Module):
     return splice(text_bld, visual_bnd, tokens_bl == self.visual_token_id), u_btkd
 
   def __call__(self, frames, faces, face_mask, tokens_bl: jax.Array, *,
-               mask_bl: jax.Array | None = None, with_events: bool = False):
+               mask_bl: jax.Array | None = None, aux=()):
     """Teacher-forced logits float32[B, L, V] for right-padded ``tokens``;
-    with ``with_events`` also the event logits float[B, T, E] of
-    :meth:`event_logits` (same forward pass).
+    with training heads ``aux`` (e.g. ("event",)) also their logits,
+    ``{name: logits}`` of :meth:`aux_logits` (same forward pass).
 
     ``mask_bl`` (bool[B, L], True = real token) is optional: with right
     padding, causal attention already keeps pads out of every real position.
     """
-    h_bld, events_bte = self.features(frames, faces, face_mask, tokens_bl, mask_bl=mask_bl,
-                                      with_events=with_events)
+    h_bld, aux_logits = self.features(frames, faces, face_mask, tokens_bl, mask_bl=mask_bl,
+                                      aux=aux)
     logits_blv = self.lm.logits(h_bld)
-    return (logits_blv, events_bte) if with_events else logits_blv
+    return (logits_blv, aux_logits) if aux else logits_blv
 
   def features(self, frames, faces, face_mask, tokens_bl: jax.Array, *,
-               mask_bl: jax.Array | None = None, with_events: bool = False):
+               mask_bl: jax.Array | None = None, aux=()):
     """The LM's final hidden states float[B, L, D] (after its last norm, before
-    the head) and the event logits float[B, T, E] (None without
-    ``with_events``): the train step applies the head only where the loss is."""
+    the head; the train step applies the head only where the loss is) and the
+    training heads' logits ``{name: logits}`` for ``aux`` (empty without)."""
     x_bld, u_btkd = self._embed(frames, faces, face_mask, tokens_bl)
     positions_bl = jnp.broadcast_to(jnp.arange(tokens_bl.shape[1]), tokens_bl.shape)
     h_bld, _ = self.lm.backbone(x_bld, positions_bl, mask_bl=mask_bl)
-    return h_bld, (self.event_logits(u_btkd) if with_events else None)
+    return h_bld, self.aux_logits(u_btkd, aux)
 
   @property
   def num_visual_tokens(self) -> int:

@@ -1,0 +1,43 @@
+"""The training aids read from the captions, by name: each is a head on the
+visual tokens and a loss against targets the input pipeline reads from the
+caption (``model.<name>_head``, ``train.<name>_loss_weight``,
+``batch[<name>_targets]``). None is used to generate.
+
+* ``event``: per-frame event classifier, phase by phase (:mod:`event_supervision`);
+* ``attribute``: the main character's appearance from the face tokens
+  (:mod:`attribute_supervision`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from facetrack_jax import attribute_supervision, event_supervision
+
+HEADS = {"event": event_supervision, "attribute": attribute_supervision}
+
+
+def targets_key(name: str) -> str:
+  """The batch field of head ``name``'s targets."""
+  return f"{name}_targets"
+
+
+def weights(config) -> dict[str, float]:
+  """``{name: weight}`` of the heads whose loss is on (weight > 0), in ``HEADS`` order."""
+  return {name: w for name, mod in HEADS.items() if (w := mod.loss_weight(config)) > 0}
+
+
+def check(config) -> None:
+  """Each loss weight >= 0, and a positive one has its head in the model."""
+  for name, mod in HEADS.items():
+    w = mod.loss_weight(config)
+    if w < 0:
+      raise ValueError(f"config.train.{name}_loss_weight must be >= 0, got {w}")
+    if w > 0 and not config.model.get(f"{name}_head", False):
+      raise ValueError(f"config.train.{name}_loss_weight={w} needs config.model.{name}_head"
+                       f"=True (the head the {name} loss trains)")
+
+
+def caption_targets(names, caption: str) -> dict[str, np.ndarray]:
+  """``{targets_key(name): targets}`` of a caption for the heads ``names``."""
+  return {targets_key(n): HEADS[n].caption_targets(caption) for n in names}

@@ -39,8 +39,10 @@ finished run are gathered (:mod:`facetrack_jax.sweep_report`): ``W/sweep.json``,
 ``command``: a shell command line that runs as is, ``argv``) and exits, for a
 cluster launcher (README: a Slurm array); build the data first with
 ``--prepare-only``, gather the results afterwards with ``--report-only``
-(runs nothing). ``--config.x=y`` flags apply to every run (before the run's
-own overrides).
+(runs nothing). ``--merge A/sweep.json ...`` takes the finished runs of
+earlier sweep.json files (another machine's, another session's) for the runs
+not finished in this workdir; the tables name the file each came from.
+``--config.x=y`` flags apply to every run (before the run's own overrides).
 """
 
 from __future__ import annotations
@@ -242,9 +244,18 @@ def main(argv: list[str] | None = None) -> int:
                     help="build the runs' data sets and tokenizers, then exit")
   mode.add_argument("--report-only", action="store_true",
                     help="gather the finished runs' results; run nothing")
+  p.add_argument("--merge", nargs="+", default=(), metavar="SWEEP_JSON",
+                 help="earlier sweep.json files of this sweep (another machine's or "
+                      "session's): their finished runs stand in for runs not finished here")
   args = p.parse_args([a for a in argv if a not in cli_overrides])
   if args.parallel < 1:
     p.error(f"--parallel must be >= 1, got {args.parallel}")
+  if args.merge:   # fail before any run, not after them
+    from facetrack_jax import sweep_report
+    try:
+      sweep_report.merge_records([], args.merge)
+    except (OSError, ValueError) as e:
+      p.error(str(e) if isinstance(e, ValueError) else f"--merge: {e}")
   workdir = pathlib.Path(args.workdir).absolute()
   mod, runs = plan(args.sweep, workdir, args.data_dir, args.size, cli_overrides)
   selected = runs
@@ -274,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
       if pending else {}
   sweep_report.write_all(workdir, runs, sweep_file=pathlib.Path(args.sweep).absolute(),
                          metric=getattr(mod, "METRIC", "tem"),
-                         command="python -m facetrack_jax.sweep " + shlex.join(argv))
+                         command="python -m facetrack_jax.sweep " + shlex.join(argv),
+                         merge_files=args.merge)
   if any(v == "stopped" for v in outcome.values()):
     print("stopped: run the same command again to continue")
     return 130

@@ -136,7 +136,8 @@ def render(points: list[dict], records: list[dict], settings: dict, metric: str,
              for m in METRICS]
     secs = r.get("train_seconds_last_invocation")
     cells.append("–" if secs is None else f"{secs:.0f}")
-    status = r["status"] + (f": {r['error']}" if r["status"] == "failed" else "")
+    status = r["status"] + (f": {r['error']}" if r["status"] == "failed" else "") + (
+        f" (from {r['merged_from']})" if "merged_from" in r else "")
     lines.append(f"| {r['name']} | {status.replace('|', '/')} | " + " | ".join(cells) + " |")
   lines += ["", "## Settings", ""] + [f"- {k}: `{v}`" for k, v in settings.items()]
   return "\n".join(lines) + "\n"
@@ -160,13 +161,31 @@ def plot(points: list[dict], out_png: pathlib.Path, metric: str) -> pathlib.Path
                             x_label=x_name)
 
 
+def merge_records(records: list[dict], merge_files) -> list[dict]:
+  """``records`` where each run not finished here takes its finished record
+  from the first of ``merge_files`` (earlier ``sweep.json`` files of the same
+  sweep: another machine's, another session's) that has one, with
+  ``"merged_from"`` naming the file."""
+  found: dict[str, dict] = {}
+  for f in merge_files:
+    data = json.loads(pathlib.Path(f).read_text())
+    if not isinstance(data, dict) or not isinstance(data.get("runs"), list):
+      raise ValueError(f"--merge {f}: not a sweep.json (no 'runs' list)")
+    for r in data["runs"]:
+      if r.get("status") == "done":
+        found.setdefault(r["name"], dict(r, merged_from=str(f)))
+  return [found.get(rec["name"], rec) if rec["status"] != "done" else rec for rec in records]
+
+
 def write_all(workdir: pathlib.Path, runs: list, *, sweep_file: pathlib.Path, metric: str,
-              command: str) -> dict:
-  """Writes sweep.json, sweep.md, sweep.png and hparams/; returns the json."""
+              command: str, merge_files=()) -> dict:
+  """Writes sweep.json, sweep.md, sweep.png and hparams/; returns the json.
+  ``merge_files``: earlier sweep.json files whose finished runs stand in for
+  runs not finished here (:func:`merge_records`)."""
   from facetrack_jax import logging_utils
   if metric not in METRICS:
     raise ValueError(f"{sweep_file}: METRIC must be one of {sorted(METRICS)}, got {metric!r}")
-  records = [read_run(r) for r in runs]
+  records = merge_records([read_run(r) for r in runs], merge_files)
   keys = list(dict.fromkeys(k for r in runs for k in r.overrides))
   swept = {k: [_get(r.config, k) for r in runs] for k in keys}
   for i, rec in enumerate(records):
@@ -176,6 +195,10 @@ def write_all(workdir: pathlib.Path, runs: list, *, sweep_file: pathlib.Path, me
               "runs": f"{sum(r['status'] == 'done' for r in records)} done, "
                       f"{sum(r['status'] == 'failed' for r in records)} failed, "
                       f"{sum(r['status'] == 'pending' for r in records)} pending"}
+  merged = sorted({r["merged_from"] for r in records if "merged_from" in r})
+  if merged:
+    settings["merged_from"] = {f: [r["name"] for r in records if r.get("merged_from") == f]
+                               for f in merged}
   if runs:
     c = runs[0].config
     settings.update(dataset=c.data.name, steps=c.train.num_steps, batch=c.data.batch_size)

@@ -4,16 +4,9 @@
 import jax.numpy as jnp
 import numpy as np
 
-from data_prep.synthetic import captions, script
 from facetrack_jax import attribute_supervision as at
 from facetrack_jax.metrics.appearance_lexicon import ATTRIBUTES
-
-
-def _clips(n, seed=0):
-  rng = np.random.default_rng(seed)
-  for _ in range(n):
-    s = script.sample_clip_script(rng, num_frames=16)
-    yield s, captions.write_caption(s, rng)
+from tests.test_event_supervision import _clips   # (script, caption) of synthetic clips
 
 
 def _value(attrs: dict, a: str):

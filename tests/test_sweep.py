@@ -296,3 +296,29 @@ def test_hparams_summaries_read_back_with_tensorboards_event_reader(tiny_sweep):
       assert [(e.step, e.value) for e in tem] == [(20, pytest.approx(r["metrics"]["tem"]))]
     else:
       assert end.status == api_pb2.STATUS_FAILURE and not acc.Tags()["scalars"]
+
+
+def test_merge_takes_finished_runs_from_an_earlier_sweep_json(tiny_sweep, ci_demo_dirs):
+  """--report-only --merge A/sweep.json B/sweep.json on an empty workdir: the
+  finished runs of those files stand in for the runs not finished here (the
+  first file that has a run wins), each naming its file; the rest stays
+  pending, and the table is computed from them."""
+  root, (data, cache) = tiny_sweep["root"], ci_demo_dirs
+  a, b = root / "A" / "sweep.json", root / "B" / "sweep.json"
+  p = subprocess.run(_sweep_argv(root / "tiny.py", root / "C", data, "--report-only",
+                                 "--merge", str(a), str(b)),
+                     env=_env(cache), cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+  out = json.loads((root / "C" / "sweep.json").read_text())
+  runs = {r["name"]: r for r in out["runs"]}
+  assert runs[GOOD[1]]["merged_from"] == str(a) and runs[GOOD[0]]["merged_from"] == str(b)
+  assert runs["grad_accum=3"]["status"] == "pending"        # failed in B: not merged
+  assert runs[GOOD[0]]["metrics"]["tem"] == _result(root / "B", GOOD[0])["metrics"]["tem"]["f1"]
+  assert out["settings"]["merged_from"] == {str(a): [GOOD[1]], str(b): [GOOD[0]]}
+  assert f"| {GOOD[0]} | done (from {b}) |" in (root / "C" / "sweep.md").read_text()
+  bad = root / "not_a_sweep.json"
+  bad.write_text("[]")
+  q = subprocess.run(_sweep_argv(root / "tiny.py", root / "C", data, "--report-only",
+                                 "--merge", str(bad)),
+                     env=_env(cache), cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert q.returncode != 0 and "not a sweep.json" in q.stderr

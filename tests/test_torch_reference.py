@@ -137,7 +137,7 @@ def test_mixed_precision_benchmark_runs_both_sides_in_bf16():
   both steps train (finite, falling torch loss) and the ratio is recorded.
   A smoke run on the tiny config, not a timing."""
   from benchmarks import bench_torch
-  res = bench_torch.run("tiny", batch=2, text_len=16, repeats=2, precision="bf16")
+  res = bench_torch.run("tiny", batch=8, text_len=16, repeats=1, precision="bf16")
   assert res["precision"] == "bf16" and res["torch_info"]["autocast"] == "bfloat16"
   first, last = res["torch_loss_first_last"]
   assert np.isfinite(first) and np.isfinite(last) and last < first

@@ -49,6 +49,11 @@ def loss_weight(config) -> float:
   return float((config.get("train") or {}).get("attribute_loss_weight", 0.0))
 
 
+def target_spec() -> tuple[str, tuple[int, ...]]:
+  """dtype and per-clip shape of :func:`caption_targets`: int32[A]."""
+  return "int32", (len(ATTRIBUTE_VALUES),)
+
+
 def caption_targets(caption: str) -> np.ndarray:
   """``int32[A]``: the index of each attribute's value in
   ``ATTRIBUTE_VALUES[a]`` as the caption states it, -1 where it does not."""

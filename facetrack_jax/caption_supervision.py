@@ -22,9 +22,21 @@ def targets_key(name: str) -> str:
   return f"{name}_targets"
 
 
+def active(aux_weights) -> dict[str, float]:
+  """``{name: weight}`` of the heads of ``aux_weights`` (a mapping or None)
+  whose loss is on (weight > 0)."""
+  return {n: float(w) for n, w in (aux_weights or {}).items() if w > 0}
+
+
 def weights(config) -> dict[str, float]:
-  """``{name: weight}`` of the heads whose loss is on (weight > 0), in ``HEADS`` order."""
-  return {name: w for name, mod in HEADS.items() if (w := mod.loss_weight(config)) > 0}
+  """:func:`active` weights of the config's heads, in ``HEADS`` order."""
+  return active({name: mod.loss_weight(config) for name, mod in HEADS.items()})
+
+
+def target_fields(names) -> dict[str, tuple[str, tuple[int, ...]]]:
+  """``{targets_key(name): (dtype, per-clip shape)}`` of the heads ``names``:
+  the batch fields the input pipeline adds for them."""
+  return {targets_key(n): HEADS[n].target_spec() for n in names}
 
 
 def check(config) -> None:

@@ -101,19 +101,16 @@ def abstract_batch(config, mesh, batch: int) -> dict:
   """The train batch as ShapeDtypeStructs sharded like ``input_pipeline.to_global``."""
   import jax
   import jax.numpy as jnp
-  from facetrack_jax import attribute_supervision, caption_supervision, event_supervision, train_step
+  from facetrack_jax import caption_supervision, train_step
   m, length = config.model, config.data.max_len
   t = m.num_frames
   fields = dict(frames=(jnp.uint8, (batch, t, m.frame_size, m.frame_size, 3)),
                 faces=(jnp.uint8, (batch, t, m.face_size, m.face_size, 3)),
                 face_mask=(jnp.bool_, (batch, t)), tokens=(jnp.int32, (batch, length)),
                 targets=(jnp.int32, (batch, length)), loss_mask=(jnp.float32, (batch, length)))
-  heads = caption_supervision.weights(config)
-  if "event" in heads:
-    fields["event_targets"] = (jnp.float32, (batch, event_supervision.NUM_PHASES,
-                                             len(event_supervision.EVENT_KEYS)))
-  if "attribute" in heads:
-    fields["attribute_targets"] = (jnp.int32, (batch, len(attribute_supervision.ATTRIBUTE_VALUES)))
+  for k, (dtype, shape) in caption_supervision.target_fields(
+      caption_supervision.weights(config)).items():   # the training heads' targets
+    fields[k] = (jnp.dtype(dtype), (batch, *shape))
   shardings = train_step.batch_shardings(mesh, {k: len(s) for k, (_, s) in fields.items()})
   return {k: jax.ShapeDtypeStruct(s, d, sharding=shardings[k]) for k, (d, s) in fields.items()}
 

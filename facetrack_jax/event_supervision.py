@@ -41,6 +41,11 @@ def loss_weight(config) -> float:
   return float((config.get("train") or {}).get("event_loss_weight", 0.0))
 
 
+def target_spec() -> tuple[str, tuple[int, ...]]:
+  """dtype and per-clip shape of :func:`caption_targets`: float32[P, E]."""
+  return "float32", (NUM_PHASES, len(EVENT_KEYS))
+
+
 def caption_targets(caption: str) -> np.ndarray:
   """``float32[P, E]``: 1 where the caption narrates event ``EVENT_KEYS[e]``
   in phase ``PHASES[p]``. Events outside the vocabulary or without a phase

@@ -38,8 +38,7 @@ def roc_auc(scores: np.ndarray, y: np.ndarray) -> float:
 
 @nnx.jit(static_argnames="heads")
 def _head_logits(model, frames, faces, face_mask, heads):
-  _, u_btkd = model._visual(frames, faces, face_mask)
-  return model.aux_logits(u_btkd, heads)
+  return model.head_logits(frames, faces, face_mask, heads)
 
 
 def attribute_scores(logits_nc: np.ndarray, targets_na: np.ndarray) -> dict[str, dict]:

@@ -176,7 +176,7 @@ def loss_sums(model, batch, aux_weights: Mapping[str, float] | None = None,
   """
   if logits_at not in ("loss", "all"):
     raise ValueError(f"config.train.logits_at must be 'loss' or 'all', got {logits_at!r}")
-  heads = tuple(n for n, w in (aux_weights or {}).items() if w > 0)
+  heads = tuple(caption_supervision.active(aux_weights))
   args = (batch["frames"], batch["faces"], batch["face_mask"], batch["tokens"])
   h_bld, aux_logits = model.features(*args, aux=heads)
   targets_bl, mask_bl = batch["targets"], batch["loss_mask"].astype(jnp.float32)
@@ -208,11 +208,10 @@ def _microbatches(batch, k: int):
   return jax.tree.map(split, batch)
 
 
-def aux_counts(batch, aux_weights: Mapping[str, float]) -> dict[str, float]:
+def aux_counts(batch, heads) -> dict[str, float]:
   """Each training head's normaliser: the size of its targets in the whole
   batch (B·P·E event slots, B·A attribute slots; static)."""
-  return {n: float(math.prod(batch[caption_supervision.targets_key(n)].shape))
-          for n, w in aux_weights.items() if w > 0}
+  return {n: float(math.prod(batch[caption_supervision.targets_key(n)].shape)) for n in heads}
 
 
 def make_grad_fn(setup: Setup, grad_accum: int = 1,
@@ -232,7 +231,7 @@ def make_grad_fn(setup: Setup, grad_accum: int = 1,
   a frozen tower).
   """
   graphdef, labels = setup.graphdef, setup.labels
-  aux_weights = {n: float(w) for n, w in (aux_weights or {}).items() if w > 0}
+  aux_weights = caption_supervision.active(aux_weights)
 
   def objective_fn(params, rest, batch, n_tok, n_aux):
     params = jax.tree.map(lambda l, p: p if l == optim.TRAINABLE else jax.lax.stop_gradient(p),
@@ -276,7 +275,7 @@ def make_train_step(setup: Setup, grad_accum: int = 1,
   """
   labels, tx, schedule = setup.labels, setup.tx, setup.schedule
   trainable = lambda l: l == optim.TRAINABLE
-  aux_weights = {n: float(w) for n, w in (aux_weights or {}).items() if w > 0}
+  aux_weights = caption_supervision.active(aux_weights)
   grad_fn = make_grad_fn(setup, grad_accum, aux_weights)
 
   def step(state, rest, batch):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from facetrack_jax import input_pipeline, optim, sharding, train_step
+from facetrack_jax import caption_supervision, input_pipeline, optim, sharding, train_step
 from facetrack_jax.models.facetrack import num_visual_tokens
 from facetrack_jax.tokenizer import Tokenizer
 from tests import train_helpers as th
@@ -79,6 +79,9 @@ def test_grad_accumulation_gives_the_big_batch_gradient(data, heads):
   mesh = sharding.make_mesh((2, 2, 2))
   batch = _one_batch(config, mesh)
   assert {k for k in batch if k.endswith("_targets")} == {f"{h}_targets" for h in heads}
+  # what the dry run's abstract batch declares for them (caption_supervision.target_fields)
+  for k, (dtype, shape) in caption_supervision.target_fields(heads).items():
+    assert (batch[k].dtype, batch[k].shape[1:]) == (np.dtype(dtype), shape), k
   setup = train_step.make_setup(config, mesh)
   params = train_step.init_state(config, setup)["params"]
   weights = {h: 1.0 for h in heads}

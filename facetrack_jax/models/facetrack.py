@@ -143,6 +143,10 @@ class FaceTrackMM(nnx.Module):
     face_btkd = u_btkd[:, :, self.global_tokens:] if self.face_tokens else u_btkd
     return self.attribute_head(face_btkd.mean(axis=(1, 2)))
 
+  def head_logits(self, frames, faces, face_mask, heads) -> dict[str, jax.Array]:
+    """``{name: logits}`` of the training heads ``heads`` on clips (no text)."""
+    return self.aux_logits(self._visual(frames, faces, face_mask)[1], heads)
+
   def aux_logits(self, u_btkd: jax.Array, heads) -> dict[str, jax.Array]:
     """``{name: logits}`` of the training heads ``heads`` ("event", "attribute")."""
     fns = {"event": self.event_logits, "attribute": self.attribute_logits}

@@ -3,7 +3,7 @@ r"""Can the face tower see each scripted event in the built face crops?
     python -m benchmarks.face_visibility --data-dir data/tfds \
         --name facetrack/synthetic_train1200_test120 \
         --ground-truth data/tfds/downloads/facetrack_synthetic_n1320_seed0/ground_truth \
-        [--steps 1000] [--out benchmarks/results/face_visibility.json]
+        [--labels frames|captions] [--steps 1000] [--out benchmarks/results/face_visibility.json]
 
 A check of the DATA, not of the captioner: the demo's face ViT (the face
 tower of ``configs/tiny_synthetic.py`` at the demo's full size) plus a
@@ -13,6 +13,13 @@ is active there (ground truth) -- on the train split's crops, and scored on
 the test split's by ROC AUC per event. AUC near 1: the crops show the
 event; near 0.5: the crops do not, and no captioner can learn it. Writes the
 table to ``<out>`` (JSON) and beside it (Markdown).
+
+``--labels captions`` trains the same tower on what the captioner's event
+loss sees instead (``facetrack_jax/event_supervision.py``): per clip, the
+caption's narrated events per phase, a phase's logit the max over its
+frames with a face; the AUC is still per frame against the ground truth.
+So it says whether the caption-derived targets can teach an event to a
+tower that has no caption loss to share its updates with.
 """
 
 from __future__ import annotations
@@ -44,12 +51,15 @@ def frame_labels(gt: dict, num_samples: int) -> np.ndarray:
   return y
 
 
-def load_split(name: str, data_dir: str, split: str, gt_dir: pathlib.Path):
-  """(uint8[N, S, S, 3] crops of frames with a face, float32[N, K] labels)."""
+def load_split(name: str, data_dir: str, split: str, gt_dir: pathlib.Path,
+               by_clip: bool = False):
+  """(uint8[N, S, S, 3] crops of frames with a face, float32[N, K] labels);
+  ``by_clip``: (uint8[C, T, S, S, 3] crops, float32[C, T, K] labels, bool[C, T]
+  face masks, float32[C, P, E] caption targets) instead."""
   import tensorflow_datasets as tfds
   from facetrack_jax.input_pipeline import _images, _text
   src = tfds.data_source(name, data_dir=data_dir, split=split)
-  crops, labels = [], []
+  crops, labels, masks, targets = [], [], [], []
   for i in range(len(src)):
     ex = src[i]
     cid = _text(ex["id"])
@@ -58,13 +68,25 @@ def load_split(name: str, data_dir: str, split: str, gt_dir: pathlib.Path):
       raise FileNotFoundError(f"no ground truth for clip {cid!r}: {gt_file}")
     faces = _images(ex["faces"], "faces", cid)
     mask = np.asarray(ex["face_mask"]).astype(bool)
-    crops.append(faces[mask])
-    labels.append(frame_labels(json.loads(gt_file.read_text()), len(faces))[mask])
+    y = frame_labels(json.loads(gt_file.read_text()), len(faces))
+    if by_clip:
+      from facetrack_jax.event_supervision import caption_targets
+      crops.append(faces), labels.append(y), masks.append(mask)
+      targets.append(caption_targets(_text(ex["caption"])))
+    else:
+      crops.append(faces[mask]), labels.append(y[mask])
+  if by_clip:
+    return tuple(map(np.stack, (crops, labels, masks, targets)))
   return np.concatenate(crops), np.concatenate(labels)
 
 
-def train_probe(face_vit_cfg, x_train, y_train, x_test, steps: int, batch: int, seed: int = 0):
-  """Trains face ViT + mean pool + linear on BCE; returns test logits."""
+def train_probe(face_vit_cfg, x_train, y_train, x_test, steps: int, batch: int, seed: int = 0,
+                mask_train=None):
+  """Trains face ViT + mean pool + linear on BCE; returns test logits
+  float[N, outputs]. ``mask_train`` (bool[C, T]): ``x_train`` are clips
+  uint8[C, T, S, S, 3] and ``y_train`` caption targets float[C, P, E]; the
+  loss is on each phase's max over its frames with a face, as in training
+  (``batch`` then counts clips)."""
   import jax.numpy as jnp
   import optax
   from flax import nnx
@@ -76,7 +98,7 @@ def train_probe(face_vit_cfg, x_train, y_train, x_test, steps: int, batch: int, 
   class Probe(nnx.Module):
     def __init__(self, rngs):
       self.vit = ViT(face_vit_cfg, rngs=rngs)
-      self.head = nnx.Linear(face_vit_cfg.width, len(KEYS), rngs=rngs)
+      self.head = nnx.Linear(face_vit_cfg.width, y_train.shape[-1], rngs=rngs)
 
     def __call__(self, x_bssc):
       return self.head(self.vit(preprocess(x_bssc)).mean(axis=1))   # float[B, K]
@@ -85,10 +107,27 @@ def train_probe(face_vit_cfg, x_train, y_train, x_test, steps: int, batch: int, 
     model = Probe(nnx.Rngs(seed))
     opt = nnx.Optimizer(model, optax.adamw(1e-3), wrt=nnx.Param)
 
+    def frame_loss(m, x, y, _):
+      return optax.sigmoid_binary_cross_entropy(m(x), y).mean()
+
+    def phase_loss(m, x_btssc, y_bpe, mask_bt):
+      from facetrack_jax.event_supervision import NUM_PHASES, phase_of_frames
+      b, t = x_btssc.shape[:2]
+      z_bte = m(x_btssc.reshape(b * t, *x_btssc.shape[2:])).reshape(b, t, -1)
+      z_bte = jnp.where(mask_bt[..., None], z_bte, -1e9)
+      phase_t = phase_of_frames(t)
+      z_bpe = jnp.stack([z_bte[:, phase_t == p].max(axis=1) for p in range(NUM_PHASES)], 1)
+      seen_bp = jnp.stack([mask_bt[:, phase_t == p].any(axis=1) for p in range(NUM_PHASES)], 1)
+      z_bpe = jnp.where(seen_bp[..., None], z_bpe, 0.0)
+      ce_bpe = optax.sigmoid_binary_cross_entropy(z_bpe, y_bpe) * seen_bp[..., None]
+      return ce_bpe.sum() / jnp.maximum(seen_bp.sum() * y_bpe.shape[-1], 1)
+
+    loss_of = frame_loss if mask_train is None else phase_loss
+
     @nnx.jit
-    def step(model, opt, x, y):
+    def step(model, opt, x, y, mask):
       def loss_fn(m):
-        return optax.sigmoid_binary_cross_entropy(m(x), y).mean()
+        return loss_of(m, x, y, mask)
       loss, grads = nnx.value_and_grad(loss_fn)(model)
       opt.update(model, grads)
       return loss
@@ -97,7 +136,8 @@ def train_probe(face_vit_cfg, x_train, y_train, x_test, steps: int, batch: int, 
     bar = tqdm(range(steps), desc="face probe", unit="step")
     for s in bar:
       idx = rng.integers(0, len(x_train), batch)
-      loss = step(model, opt, jnp.asarray(x_train[idx]), jnp.asarray(y_train[idx]))
+      mask = None if mask_train is None else jnp.asarray(mask_train[idx])
+      loss = step(model, opt, jnp.asarray(x_train[idx]), jnp.asarray(y_train[idx]), mask)
       if s % 50 == 0:
         bar.set_postfix(loss=f"{float(loss):.4f}")
     predict = nnx.jit(lambda m, x: m(x))
@@ -111,8 +151,12 @@ def main(argv=None) -> int:
   p.add_argument("--data-dir", required=True, help="TFDS data_dir of the built set")
   p.add_argument("--name", required=True, help="TFDS name, e.g. facetrack/synthetic_...")
   p.add_argument("--ground-truth", required=True, help="the generator's ground_truth/ folder")
+  p.add_argument("--labels", choices=("frames", "captions"), default="frames",
+                 help="frames: the ground truth's per-frame events; captions: the "
+                      "caption's events per phase, as the captioner's event loss")
   p.add_argument("--steps", type=int, default=1000)
-  p.add_argument("--batch", type=int, default=256)
+  p.add_argument("--batch", type=int, default=256,
+                 help="frames per step (clips of config.model.num_frames with --labels captions)")
   p.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results"
                                       / "face_visibility.json"))
   a = p.parse_args(argv)
@@ -120,22 +164,33 @@ def main(argv=None) -> int:
   config = demo.demo_config("full")
   gt = pathlib.Path(a.ground_truth)
   t0 = time.perf_counter()
-  x_tr, y_tr = load_split(a.name, a.data_dir, "train", gt)
   x_te, y_te = load_split(a.name, a.data_dir, "test", gt)
   face_cfg = config.model.face_vit.copy_and_resolve_references()
-  face_cfg.image_size = x_tr.shape[1]
-  scores = train_probe(face_cfg, x_tr, y_tr, x_te, a.steps, a.batch)
+  face_cfg.image_size = x_te.shape[1]
+  if a.labels == "captions":
+    from facetrack_jax.event_supervision import EVENT_KEYS
+    x_tr, _, m_tr, y_tr = load_split(a.name, a.data_dir, "train", gt, by_clip=True)
+    clips = a.batch // x_tr.shape[1]
+    scores = train_probe(face_cfg, x_tr, y_tr, x_te, a.steps, clips, mask_train=m_tr)
+    scores = scores[:, [EVENT_KEYS.index(k) for k in KEYS]]
+    n_train = f"{int(m_tr.sum())} ({len(x_tr)} clips)"
+  else:
+    x_tr, y_tr = load_split(a.name, a.data_dir, "train", gt)
+    scores = train_probe(face_cfg, x_tr, y_tr, x_te, a.steps, a.batch)
+    n_train = len(x_tr)
   rows = {k: {"test_frames_active": int(y_te[:, j].sum()), "auc": roc_auc(scores[:, j], y_te[:, j])}
           for j, k in enumerate(KEYS)}
-  result = {"dataset": a.name, "face_size": int(x_tr.shape[1]), "train_frames": len(x_tr),
-            "test_frames": len(x_te), "steps": a.steps, "batch": a.batch,
+  result = {"dataset": a.name, "labels": a.labels, "face_size": int(x_te.shape[1]),
+            "train_frames": n_train, "test_frames": len(x_te), "steps": a.steps, "batch": a.batch,
             "seconds": round(time.perf_counter() - t0, 1), "events": rows}
   out = pathlib.Path(a.out)
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(json.dumps(result, indent=1) + "\n")
   lines = [f"# Face-crop visibility of each event: {a.name}\n",
-           f"{len(x_tr)} train / {len(x_te)} test frames, {x_tr.shape[1]}-px crops, "
-           f"face ViT + linear, {a.steps} steps of {a.batch}; ROC AUC on test frames.\n",
+           f"{n_train} train / {len(x_te)} test frames, {x_te.shape[1]}-px crops, "
+           f"face ViT + linear, {a.steps} steps of {a.batch} frames, trained on the "
+           f"{'ground truth per frame' if a.labels == 'frames' else 'captions per phase'}; "
+           "ROC AUC on test frames.\n",
            "| event | active test frames | AUC |", "|---|---|---|"]
   lines += [f"| {k} | {r['test_frames_active']} | {r['auc']:.3f} |" for k, r in rows.items()]
   out.with_suffix(".md").write_text("\n".join(lines) + "\n")

@@ -56,6 +56,9 @@ def get_config() -> ml_collections.ConfigDict:
       # Weight of the caption-derived event loss (needs model.event_head;
       # facetrack_jax/event_supervision.py). 0: captions only, as the paper.
       event_loss_weight=0.0,
+      # Weight of the same loss on the face tower's output (needs
+      # model.face_event_head; facetrack_jax/face_event_supervision.py).
+      face_event_loss_weight=0.0,
       # Weight of the caption-derived appearance loss (needs model.attribute_head;
       # facetrack_jax/attribute_supervision.py).
       attribute_loss_weight=0.0,

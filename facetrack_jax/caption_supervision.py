@@ -4,6 +4,7 @@ caption (``model.<name>_head``, ``train.<name>_loss_weight``,
 ``batch[<name>_targets]``). None is used to generate.
 
 * ``event``: per-frame event classifier, phase by phase (:mod:`event_supervision`);
+* ``face_event``: the same on the face tower's output (:mod:`face_event_supervision`);
 * ``attribute``: the main character's appearance from the face tokens
   (:mod:`attribute_supervision`).
 """
@@ -12,9 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from facetrack_jax import attribute_supervision, event_supervision
+from facetrack_jax import attribute_supervision, event_supervision, face_event_supervision
 
-HEADS = {"event": event_supervision, "attribute": attribute_supervision}
+HEADS = {"event": event_supervision, "face_event": face_event_supervision,
+         "attribute": attribute_supervision}
 
 
 def targets_key(name: str) -> str:
@@ -40,7 +42,8 @@ def target_fields(names) -> dict[str, tuple[str, tuple[int, ...]]]:
 
 
 def check(config) -> None:
-  """Each loss weight >= 0, and a positive one has its head in the model."""
+  """Each loss weight >= 0, a positive one has its head in the model, and a
+  face tower cut off from the caption loss has a head to train it."""
   for name, mod in HEADS.items():
     w = mod.loss_weight(config)
     if w < 0:
@@ -48,6 +51,11 @@ def check(config) -> None:
     if w > 0 and not config.model.get(f"{name}_head", False):
       raise ValueError(f"config.train.{name}_loss_weight={w} needs config.model.{name}_head"
                        f"=True (the head the {name} loss trains)")
+  if (config.model.get("face_tower_grad", "all") == "heads"
+      and face_event_supervision.loss_weight(config) <= 0):
+    raise ValueError("config.model.face_tower_grad='heads' stops the caption loss at the face "
+                     "tower: it needs config.train.face_event_loss_weight > 0, or the tower "
+                     "never trains")
 
 
 def caption_targets(names, caption: str) -> dict[str, np.ndarray]:

@@ -10,9 +10,10 @@ whether the crops do). ``evaluate`` writes the result as ``heads.json``:
 
 * ``attribute``: per attribute, the head's accuracy on the clips whose
   reference states it, the majority-class prior and lift = accuracy − prior;
-* ``event``: per event kind, the ROC AUC of the head's phase logit against
-  "the reference narrates this event in this phase", over clips × phases
-  (0.5 = the tokens do not tell it).
+* ``event`` (and ``face_event``, the same head on the face tower's output):
+  per event kind, the ROC AUC of the head's phase logit against "the
+  reference narrates this event in this phase", over clips × phases (0.5 =
+  the tokens do not tell it).
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def readout(model, batches, heads: tuple[str, ...], mesh) -> dict[str, dict]:
         logits[h].append(np.asarray(out[h], np.float32)[valid])
         key = caption_supervision.targets_key(h)
         targets[h].extend(caption_supervision.caption_targets((h,), c)[key] for c in captions)
-  scorers = {"attribute": attribute_scores, "event": event_scores}
+  scorers = {"attribute": attribute_scores, "event": event_scores, "face_event": event_scores}
   return {h: scorers[h](np.concatenate(logits[h]), np.stack(targets[h])) for h in heads}
 
 
@@ -113,11 +114,15 @@ def heads_table(result: dict[str, dict], captions: dict[str, dict] | None = None
       lines.append(f"| {a} | {r['n']} | {_num(r['accuracy'], '.2f')} | {_num(r['prior'], '.2f')} | "
                    f"{_num(r['lift'], '+.2f')} | {_num(c, '+.2f')} |")
     lines.append("")
-  if "event" in result:
+  events = [h for h in ("event", "face_event") if h in result]
+  if events:
     cap = captions.get("event", {})
-    lines += ["| event | (clip, phase) positives | head AUC | caption lift |", "|---|---|---|---|"]
-    for k, r in result["event"].items():
+    lines += ["| event | (clip, phase) positives | "
+              + " | ".join(f"{h} head AUC" for h in events) + " | caption lift |",
+              "|---|---|" + "---|" * len(events) + "---|"]
+    for k, r in result[events[0]].items():
       c = (cap.get(k) or {}).get("lift")
-      lines.append(f"| {k} | {r['n_pos']} | {_num(r['auc'], '.3f')} | {_num(c, '+.2f')} |")
+      aucs = " | ".join(_num(result[h][k]["auc"], ".3f") for h in events)
+      lines.append(f"| {k} | {r['n_pos']} | {aucs} | {_num(c, '+.2f')} |")
     lines.append("")
   return "\n".join(lines)

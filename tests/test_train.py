@@ -62,6 +62,7 @@ def _run_steps(config, mesh, batch, steps=1):
 
 HEAD_OVERRIDES = {
     "event": dict(model__event_head=True, train__event_loss_weight=1.0),
+    "face_event": dict(model__face_event_head=True, train__face_event_loss_weight=1.0),
     "attribute": dict(model__attribute_head=True, train__attribute_loss_weight=1.0),
 }
 
@@ -70,7 +71,7 @@ def _with_heads(heads):
   return {k: v for h in heads for k, v in HEAD_OVERRIDES[h].items()}
 
 
-@pytest.mark.parametrize("heads", [(), ("event",), ("event", "attribute")])
+@pytest.mark.parametrize("heads", [(), ("event",), ("event", "face_event", "attribute")])
 def test_grad_accumulation_gives_the_big_batch_gradient(data, heads):
   """The train step's gradient (train_step.make_grad_fn) with 2 micro-batches
   equals the one-batch gradient: Σ of token-summed grads / total tokens, and
@@ -141,7 +142,7 @@ def test_a_bad_logits_at_is_a_clear_error(data):
     jax.jit(train_step.make_grad_fn(setup))(params, setup.rest, batch)
 
 
-@pytest.mark.parametrize("head", ["event", "attribute"])
+@pytest.mark.parametrize("head", ["event", "face_event", "attribute"])
 def test_head_loss_trains_the_face_tower(data, head):
   """With config.train.<head>_loss_weight the step also fits the captions'
   events (event_supervision.py) or the main character's appearance
@@ -151,7 +152,7 @@ def test_head_loss_trains_the_face_tower(data, head):
   mesh = sharding.make_mesh((8, 1, 1))
   batch = _one_batch(config, mesh)
   targets = np.asarray(batch[f"{head}_targets"])
-  assert (targets.sum() > 0) if head == "event" else (targets >= 0).mean() > 0.5
+  assert (targets.sum() > 0) if head != "attribute" else (targets >= 0).mean() > 0.5
   setup = train_step.make_setup(config, mesh)
   state = train_step.init_state(config, setup)
   before = jax.device_get(state["params"]["face_vit"])
@@ -169,11 +170,41 @@ def test_head_loss_trains_the_face_tower(data, head):
   assert max(moved) > 0
 
 
-@pytest.mark.parametrize("head", ["event", "attribute"])
+@pytest.mark.parametrize("head", ["event", "face_event", "attribute"])
 def test_a_head_loss_without_the_head_is_refused(data, tmp_path, head):
   from facetrack_jax import train
   config = th.make_config(th.overrides(data, **{f"train__{head}_loss_weight": 1.0}))
   with pytest.raises(ValueError, match=f"{head}_head"):
+    train.train(config, str(tmp_path / "w"))
+
+
+def test_face_tower_grad_heads_stops_the_caption_loss_at_the_face_tower(data, tmp_path):
+  """model.face_tower_grad="heads": the caption loss's gradient on the face
+  tower is exactly zero (it still reaches the face stream after it), the
+  face event loss's is not; with "all" the caption loss reaches the tower.
+  Without a face event loss the setting is refused (the tower would never train)."""
+  from facetrack_jax import train
+  mesh = sharding.make_mesh((8, 1, 1))
+  grads = {}
+  for mode in ("all", "heads"):
+    config = th.make_config(th.overrides(data, mesh__shape=(8, 1, 1), model__face_tower_grad=mode,
+                                         **HEAD_OVERRIDES["face_event"]))
+    batch = _one_batch(config, mesh)
+    setup = train_step.make_setup(config, mesh)
+    params = train_step.init_state(config, setup)["params"]
+    with sharding.use_mesh(mesh):
+      for weights in ({}, {"face_event": 1.0}):
+        _, g = jax.jit(train_step.make_grad_fn(setup, 1, weights))(params, setup.rest, batch)
+        g = jax.device_get(g)
+        grads[mode, tuple(weights)] = {
+            part: max(float(np.abs(x).max()) for x in jax.tree.leaves(g[part]))
+            for part in ("face_vit", "face_stream")}
+  print(grads)
+  assert grads["heads", ()]["face_vit"] == 0.0 and grads["heads", ()]["face_stream"] > 0
+  assert grads["heads", ("face_event",)]["face_vit"] > 0
+  assert grads["all", ()]["face_vit"] > 0
+  config = th.make_config(th.overrides(data, model__face_tower_grad="heads"))
+  with pytest.raises(ValueError, match="face_event_loss_weight"):
     train.train(config, str(tmp_path / "w"))
 
 

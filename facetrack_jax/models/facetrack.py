@@ -15,19 +15,35 @@ reconstruction (README, "Model"). Per clip::
 
 ``compressor.face_tokens = 0`` is the global-only baseline of the paper's
 comparison (no face tower is built). ``event_head = True`` adds a linear
-per-frame event classifier on the visual tokens, ``attribute_head = True`` a
-linear appearance classifier on the clip's face tokens: training aids only
-(``facetrack_jax/caption_supervision.py``).
+per-frame event classifier on the visual tokens, ``face_event_head = True``
+one on the face tower's output, ``attribute_head = True`` a linear appearance
+classifier on the clip's face tokens: training aids only
+(``facetrack_jax/caption_supervision.py``). ``face_tower_grad = "heads"``
+stops the caption loss at the face tower's output: the tower then learns
+from the face event head only (``face_event_supervision.py``).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from facetrack_jax import attribute_supervision, event_supervision, sharding
+from facetrack_jax import (attribute_supervision, event_supervision, face_event_supervision,
+                           sharding)
+
+FACE_TOWER_GRAD = ("all", "heads")
+
+
+class Visual(NamedTuple):
+  """What the visual side gives one batch of clips."""
+  tokens_bnd: jax.Array        # float[B, T*(G+K), D]: the LM's visual tokens
+  frames_btkd: jax.Array       # float[B, T, G+K, D]: the same per frame, before the time embedding
+  face_btd: jax.Array | None   # float[B, T, Df]: the face tower's mean output token per frame
+  face_mask_bt: jax.Array      # bool[B, T]: frames with a face
 from facetrack_jax.models.compressor import TimeEmbedding, VisualStream
 from facetrack_jax.models.lm import LM
 from facetrack_jax.models.vit import ViT, preprocess
@@ -73,6 +89,13 @@ class FaceTrackMM(nnx.Module):
                                       projector_hidden=c.projector_hidden, **kw)
     has_face = c.face_tokens > 0
     face_cfg = cfg.vit if cfg.shared_towers else cfg.face_vit
+    self.face_tower_grad = cfg.get("face_tower_grad", "all")
+    if self.face_tower_grad not in FACE_TOWER_GRAD:
+      raise ValueError(f"config.model.face_tower_grad must be one of {FACE_TOWER_GRAD}, "
+                       f"got {self.face_tower_grad!r}")
+    if not has_face and (cfg.get("face_event_head", False) or self.face_tower_grad != "all"):
+      raise ValueError("config.model.face_event_head / face_tower_grad='heads' need a face "
+                       "tower (config.model.compressor.face_tokens > 0)")
     # None: no face tower (face_tokens == 0) or the frame ViT serves both.
     self.face_vit = nnx.data(ViT(cfg.face_vit, **kw, **stack)
                              if has_face and not cfg.shared_towers else None)
@@ -89,6 +112,12 @@ class FaceTrackMM(nnx.Module):
         kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(), ("embed", "events")),
         bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("events",)))
         if cfg.get("event_head", False) else None)
+    # "btd,de->bte": the face tower's mean output token of each frame -> event logits.
+    self.face_event_head = nnx.data(nnx.Linear(
+        face_cfg.width, n_events, dtype=dtype, param_dtype=param_dtype, rngs=rngs,
+        kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(), ("embed", "events")),
+        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("events",)))
+        if cfg.get("face_event_head", False) else None)
     # "bd,dc->bc": the clip's mean face token -> every attribute's value logits.
     self.attribute_head = nnx.data(nnx.Linear(
         cfg.lm.width, attribute_supervision.NUM_CLASSES, dtype=dtype, param_dtype=param_dtype,
@@ -103,35 +132,49 @@ class FaceTrackMM(nnx.Module):
                     face_mask_bt: jax.Array) -> jax.Array:
     """uint8 frames [B, T, H, W, 3], uint8 faces [B, T, S, S, 3], bool mask
     [B, T] -> visual tokens float[B, T*(G+K), D_lm]."""
-    return self._visual(frames_bthwc, faces_btssc, face_mask_bt)[0]
+    return self._visual(frames_bthwc, faces_btssc, face_mask_bt).tokens_bnd
 
-  def _visual(self, frames_bthwc, faces_btssc, face_mask_bt):
-    """(visual tokens float[B, T*(G+K), D], per-frame tokens before the time
-    embedding float[B, T, G+K, D])."""
+  def _visual(self, frames_bthwc, faces_btssc, face_mask_bt) -> Visual:
     b, t = frames_bthwc.shape[:2]
     if t != self.num_frames:
       raise ValueError(f"FaceTrackMM: got {t} frames, the model is built for {self.num_frames}")
     frames_fhwc = preprocess(frames_bthwc.reshape(b * t, *frames_bthwc.shape[2:]), self.dtype)
     g_fgd = self.global_stream(self.vit(frames_fhwc))
     parts = [g_fgd.reshape(b, t, self.global_tokens, -1)]
+    face_btd = None
     if self.face_stream is not None:
       if faces_btssc.shape[:2] != (b, t) or face_mask_bt.shape != (b, t):
         raise ValueError(f"FaceTrackMM: faces {faces_btssc.shape} and face_mask "
                          f"{face_mask_bt.shape} must lead with (B, T) = {(b, t)}")
       faces_fssc = preprocess(faces_btssc.reshape(b * t, *faces_btssc.shape[2:]), self.dtype)
       tower = self.vit if self.face_vit is None else self.face_vit
-      f_fkd = self.face_stream(tower(faces_fssc), mask=face_mask_bt.reshape(b * t))
+      x_fnd = tower(faces_fssc)
+      face_btd = x_fnd.mean(axis=1).reshape(b, t, -1)   # "fnd->fd" mean token, per frame
+      if self.face_tower_grad == "heads":   # the caption loss stops here
+        x_fnd = jax.lax.stop_gradient(x_fnd)
+      f_fkd = self.face_stream(x_fnd, mask=face_mask_bt.reshape(b * t))
       parts.append(f_fkd.reshape(b, t, self.face_tokens, -1))
     u_btkd = jnp.concatenate(parts, axis=2)
     v_btkd = self.time_embedding(u_btkd)
     v_bnd = v_btkd.reshape(b, -1, v_btkd.shape[-1])
-    return sharding.constrain(v_bnd, ("batch", "length", "act_embed")), u_btkd
+    return Visual(sharding.constrain(v_bnd, ("batch", "length", "act_embed")), u_btkd,
+                  face_btd, face_mask_bt)
 
   def event_logits(self, u_btkd: jax.Array) -> jax.Array:
     """Per-frame tokens float[B, T, G+K, D] -> event logits float[B, T, E]."""
     if self.event_head is None:
       raise ValueError("FaceTrackMM.event_logits: the model was built with event_head=False")
     return self.event_head(u_btkd.mean(axis=2))
+
+  def face_event_logits(self, face_btd: jax.Array, face_mask_bt: jax.Array) -> jax.Array:
+    """The face tower's per-frame mean token float[B, T, Df] -> event logits
+    float[B, T, E]; frames without a face give ``NO_FACE_LOGIT``, so a
+    phase's max (the loss's reading) comes from the frames with a face."""
+    if self.face_event_head is None:
+      raise ValueError("FaceTrackMM.face_event_logits: the model was built with "
+                       "face_event_head=False")
+    z_bte = self.face_event_head(face_btd)
+    return jnp.where(face_mask_bt[..., None], z_bte, face_event_supervision.NO_FACE_LOGIT)
 
   def attribute_logits(self, u_btkd: jax.Array) -> jax.Array:
     """Per-frame tokens float[B, T, G+K, D] -> attribute value logits float[B, C]
@@ -145,15 +188,18 @@ class FaceTrackMM(nnx.Module):
 
   def head_logits(self, frames, faces, face_mask, heads) -> dict[str, jax.Array]:
     """``{name: logits}`` of the training heads ``heads`` on clips (no text)."""
-    return self.aux_logits(self._visual(frames, faces, face_mask)[1], heads)
+    return self.aux_logits(self._visual(frames, faces, face_mask), heads)
 
-  def aux_logits(self, u_btkd: jax.Array, heads) -> dict[str, jax.Array]:
-    """``{name: logits}`` of the training heads ``heads`` ("event", "attribute")."""
-    fns = {"event": self.event_logits, "attribute": self.attribute_logits}
+  def aux_logits(self, visual: Visual, heads) -> dict[str, jax.Array]:
+    """``{name: logits}`` of the training heads ``heads`` ("event",
+    "face_event", "attribute")."""
+    fns = {"event": lambda v: self.event_logits(v.frames_btkd),
+           "face_event": lambda v: self.face_event_logits(v.face_btd, v.face_mask_bt),
+           "attribute": lambda v: self.attribute_logits(v.frames_btkd)}
     unknown = set(heads) - set(fns)
     if unknown:
       raise ValueError(f"FaceTrackMM: no training head {sorted(unknown)}; have {sorted(fns)}")
-    return {name: fns[name](u_btkd) for name in heads}
+    return {name: fns[name](visual) for name in heads}
 
   def embed(self, frames, faces, face_mask, tokens_bl: jax.Array) -> jax.Array:
     """Text embeddings with the visual tokens spliced in: float[B, L, D]."""
@@ -161,8 +207,8 @@ class FaceTrackMM(nnx.Module):
 
   def _embed(self, frames, faces, face_mask, tokens_bl):
     text_bld = self.lm.embed(tokens_bl)
-    visual_bnd, u_btkd = self._visual(frames, faces, face_mask)
-    return splice(text_bld, visual_bnd, tokens_bl == self.visual_token_id), u_btkd
+    visual = self._visual(frames, faces, face_mask)
+    return splice(text_bld, visual.tokens_bnd, tokens_bl == self.visual_token_id), visual
 
   def __call__(self, frames, faces, face_mask, tokens_bl: jax.Array, *,
                mask_bl: jax.Array | None = None, aux=()):
@@ -183,10 +229,10 @@ class FaceTrackMM(nnx.Module):
     """The LM's final hidden states float[B, L, D] (after its last norm, before
     the head; the train step applies the head only where the loss is) and the
     training heads' logits ``{name: logits}`` for ``aux`` (empty without)."""
-    x_bld, u_btkd = self._embed(frames, faces, face_mask, tokens_bl)
+    x_bld, visual = self._embed(frames, faces, face_mask, tokens_bl)
     positions_bl = jnp.broadcast_to(jnp.arange(tokens_bl.shape[1]), tokens_bl.shape)
     h_bld, _ = self.lm.backbone(x_bld, positions_bl, mask_bl=mask_bl)
-    return h_bld, self.aux_logits(u_btkd, aux)
+    return h_bld, self.aux_logits(visual, aux)
 
   @property
   def num_visual_tokens(self) -> int:

@@ -58,11 +58,11 @@ def get_model_config() -> ml_collections.ConfigDict:
   # A training aid for towers trained from scratch; unused when generating.
   m.event_head = False
   # The same classifier on the face tower's output (config.train.
-  # face_event_loss_weight; face_event_supervision.py), and whether the
-  # caption loss trains the face tower ("all") or stops at its output, so
-  # that only the face heads train it ("heads").
+  # face_event_loss_weight; face_event_supervision.py), and the scale of the
+  # caption loss's gradient into the face tower (1: all of it; 0: none, the
+  # face event head alone trains the tower).
   m.face_event_head = False
-  m.face_tower_grad = "all"
+  m.face_tower_grad = 1.0
   # A clip-level appearance classifier on the face tokens, trained from the
   # captions' appearance words (config.train.attribute_loss_weight;
   # attribute_supervision.py). A training aid too; unused when generating.

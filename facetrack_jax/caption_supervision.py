@@ -51,9 +51,9 @@ def check(config) -> None:
     if w > 0 and not config.model.get(f"{name}_head", False):
       raise ValueError(f"config.train.{name}_loss_weight={w} needs config.model.{name}_head"
                        f"=True (the head the {name} loss trains)")
-  if (config.model.get("face_tower_grad", "all") == "heads"
+  if (float(config.model.get("face_tower_grad", 1.0)) == 0.0
       and face_event_supervision.loss_weight(config) <= 0):
-    raise ValueError("config.model.face_tower_grad='heads' stops the caption loss at the face "
+    raise ValueError("config.model.face_tower_grad=0 stops the caption loss at the face "
                      "tower: it needs config.train.face_event_loss_weight > 0, or the tower "
                      "never trains")
 

@@ -17,9 +17,9 @@ clip from the caption, multiple-instance max over each phase's frames,
 sigmoid cross-entropy), on a linear head over the face tower's mean output
 token per frame. Frames without a face give ``NO_FACE_LOGIT`` so a phase's
 max comes from the frames that show the face (a phase with none adds a
-constant, no gradient). ``model.face_tower_grad = "heads"`` also stops the
-caption loss at the tower's output: the face tower is then an expression
-encoder trained by this head, and the caption loss trains what reads it.
+constant, no gradient). ``model.face_tower_grad`` scales the caption loss's
+gradient at the tower's output: at 0 the face tower is an expression encoder
+trained by this head alone, and the caption loss trains what reads it.
 """
 
 from __future__ import annotations

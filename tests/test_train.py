@@ -178,15 +178,16 @@ def test_a_head_loss_without_the_head_is_refused(data, tmp_path, head):
     train.train(config, str(tmp_path / "w"))
 
 
-def test_face_tower_grad_heads_stops_the_caption_loss_at_the_face_tower(data, tmp_path):
-  """model.face_tower_grad="heads": the caption loss's gradient on the face
-  tower is exactly zero (it still reaches the face stream after it), the
-  face event loss's is not; with "all" the caption loss reaches the tower.
-  Without a face event loss the setting is refused (the tower would never train)."""
+def test_face_tower_grad_scales_the_caption_loss_at_the_face_tower(data, tmp_path):
+  """model.face_tower_grad=0: the caption loss's gradient on the face tower
+  is exactly zero (it still reaches the face stream after it), the face
+  event loss's is not; at 0.25 it is a quarter of the gradient at 1 (the
+  forward pass is the same). At 0 without a face event loss the setting is
+  refused (the tower would never train)."""
   from facetrack_jax import train
   mesh = sharding.make_mesh((8, 1, 1))
   grads = {}
-  for mode in ("all", "heads"):
+  for mode in (1.0, 0.25, 0.0):
     config = th.make_config(th.overrides(data, mesh__shape=(8, 1, 1), model__face_tower_grad=mode,
                                          **HEAD_OVERRIDES["face_event"]))
     batch = _one_batch(config, mesh)
@@ -200,10 +201,12 @@ def test_face_tower_grad_heads_stops_the_caption_loss_at_the_face_tower(data, tm
             part: max(float(np.abs(x).max()) for x in jax.tree.leaves(g[part]))
             for part in ("face_vit", "face_stream")}
   print(grads)
-  assert grads["heads", ()]["face_vit"] == 0.0 and grads["heads", ()]["face_stream"] > 0
-  assert grads["heads", ("face_event",)]["face_vit"] > 0
-  assert grads["all", ()]["face_vit"] > 0
-  config = th.make_config(th.overrides(data, model__face_tower_grad="heads"))
+  assert grads[0.0, ()]["face_vit"] == 0.0 and grads[0.0, ()]["face_stream"] > 0
+  assert grads[0.0, ("face_event",)]["face_vit"] > 0
+  assert grads[1.0, ()]["face_vit"] > 0
+  assert math.isclose(grads[0.25, ()]["face_vit"], 0.25 * grads[1.0, ()]["face_vit"], rel_tol=1e-3)
+  assert grads[0.25, ()]["face_stream"] == grads[1.0, ()]["face_stream"]
+  config = th.make_config(th.overrides(data, model__face_tower_grad=0.0))
   with pytest.raises(ValueError, match="face_event_loss_weight"):
     train.train(config, str(tmp_path / "w"))
 

@@ -1,7 +1,7 @@
 r"""Teaching the face tower the mouth (issue 21): the caption-derived event
 loss on the face tower's own output (``face_event_supervision.py``), with the
-caption loss still training the tower (``face_tower_grad=all``) or stopped at
-its output (``heads``: the tower is an expression encoder trained by that
+caption loss's gradient into the tower at full scale (``face_tower_grad=1``),
+a tenth (0.1), or none (0: the tower is an expression encoder trained by that
 head alone), × 3 seeds.
 
     python -m facetrack_jax.sweep --sweep configs/sweeps/face_events.py --workdir W
@@ -29,5 +29,5 @@ def get_config(size: str = "full"):
 
 def get_sweep():
   on = {"model.face_event_head": True, "train.face_event_loss_weight": 1.0}
-  grad = sweep.axis("model.face_tower_grad", ["all", "heads"])
+  grad = sweep.axis("model.face_tower_grad", [1.0, 0.1, 0.0])
   return sweep.product([on], grad, sweep.seeds(3))

@@ -18,9 +18,9 @@ comparison (no face tower is built). ``event_head = True`` adds a linear
 per-frame event classifier on the visual tokens, ``face_event_head = True``
 one on the face tower's output, ``attribute_head = True`` a linear appearance
 classifier on the clip's face tokens: training aids only
-(``facetrack_jax/caption_supervision.py``). ``face_tower_grad = "heads"``
-stops the caption loss at the face tower's output: the tower then learns
-from the face event head only (``face_event_supervision.py``).
+(``facetrack_jax/caption_supervision.py``). ``face_tower_grad`` scales the
+caption loss's gradient into the face tower (1: all of it; 0: none, so the
+tower learns from the face event head only; ``face_event_supervision.py``).
 """
 
 from __future__ import annotations
@@ -34,8 +34,6 @@ from flax import nnx
 
 from facetrack_jax import (attribute_supervision, event_supervision, face_event_supervision,
                            sharding)
-
-FACE_TOWER_GRAD = ("all", "heads")
 
 
 class Visual(NamedTuple):
@@ -89,12 +87,12 @@ class FaceTrackMM(nnx.Module):
                                       projector_hidden=c.projector_hidden, **kw)
     has_face = c.face_tokens > 0
     face_cfg = cfg.vit if cfg.shared_towers else cfg.face_vit
-    self.face_tower_grad = cfg.get("face_tower_grad", "all")
-    if self.face_tower_grad not in FACE_TOWER_GRAD:
-      raise ValueError(f"config.model.face_tower_grad must be one of {FACE_TOWER_GRAD}, "
-                       f"got {self.face_tower_grad!r}")
-    if not has_face and (cfg.get("face_event_head", False) or self.face_tower_grad != "all"):
-      raise ValueError("config.model.face_event_head / face_tower_grad='heads' need a face "
+    self.face_tower_grad = float(cfg.get("face_tower_grad", 1.0))
+    if not 0.0 <= self.face_tower_grad <= 1.0:
+      raise ValueError(f"config.model.face_tower_grad must be in [0, 1], got "
+                       f"{self.face_tower_grad}")
+    if not has_face and (cfg.get("face_event_head", False) or self.face_tower_grad != 1.0):
+      raise ValueError("config.model.face_event_head / face_tower_grad < 1 need a face "
                        "tower (config.model.compressor.face_tokens > 0)")
     # None: no face tower (face_tokens == 0) or the frame ViT serves both.
     self.face_vit = nnx.data(ViT(cfg.face_vit, **kw, **stack)
@@ -150,8 +148,10 @@ class FaceTrackMM(nnx.Module):
       tower = self.vit if self.face_vit is None else self.face_vit
       x_fnd = tower(faces_fssc)
       face_btd = x_fnd.mean(axis=1).reshape(b, t, -1)   # "fnd->fd" mean token, per frame
-      if self.face_tower_grad == "heads":   # the caption loss stops here
-        x_fnd = jax.lax.stop_gradient(x_fnd)
+      if self.face_tower_grad < 1.0:   # the same values; the caption loss's gradient × a
+        a = self.face_tower_grad
+        x_fnd = a * x_fnd + (1.0 - a) * jax.lax.stop_gradient(x_fnd) if a else \
+            jax.lax.stop_gradient(x_fnd)
       f_fkd = self.face_stream(x_fnd, mask=face_mask_bt.reshape(b * t))
       parts.append(f_fkd.reshape(b, t, self.face_tokens, -1))
     u_btkd = jnp.concatenate(parts, axis=2)

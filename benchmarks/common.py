@@ -122,6 +122,16 @@ def torch_thread_variants(fn: Callable[[], Any]) -> tuple[dict[int, Callable[[],
 
 
 # -- the device ----------------------------------------------------------------------
+def read_bandwidth(mbytes: int = 512, repeats: int = 10) -> float:
+  """Bytes/s of a jitted fp32 ``sum`` over ``mbytes`` MB (median of
+  ``repeats``): the memory read bandwidth a weight-bound step can reach."""
+  x = jnp.ones((mbytes * 2**20 // 4,), jnp.float32)
+  f = jax.jit(jnp.sum)
+  t = time_calls(lambda: f(x), warmup=2, repeats=repeats).median
+  del x
+  return mbytes * 2**20 / t
+
+
 def cpu_model() -> str:
   """The host CPU from ``/proc/cpuinfo``: model name, family, model, e.g.
   "AMD EPYC (family 25, model 17)". A VM's model name alone can hide different

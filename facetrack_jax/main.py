@@ -63,8 +63,12 @@ _FULL_MODEL = {
     "model.lm.num_kv_heads": 2, "model.lm.head_dim": 32, "model.lm.mlp_dim": 256,
     "model.lm.vocab_size": 768,
     # The towers start from scratch: the captions' events also train them
-    # directly (facetrack_jax/event_supervision.py, README "Training").
+    # directly (facetrack_jax/event_supervision.py, README "Training"), the
+    # face tower mostly through its own event head, with a tenth of the
+    # caption loss's gradient (face_event_supervision.py, README "Reading the face").
     "model.event_head": True, "train.event_loss_weight": 1.0,
+    "model.face_event_head": True, "train.face_event_loss_weight": 1.0,
+    "model.face_tower_grad": 0.1,
 }
 SIZES = {
     "full": Size(num_train=1200, num_test=120, vocab_size=768, overrides={
@@ -76,7 +80,8 @@ SIZES = {
                    "model.vit.image_size": 32, "model.face_vit.image_size": 16,
                    "model.lm.vocab_size": 384, "data.max_len": 160, "data.batch_size": 8,
                    "model.event_head": True, "train.event_loss_weight": 1.0,
-                   "data.num_threads": 1, "data.paraphrase_instructions": False,
+                   "model.face_event_head": True, "train.face_event_loss_weight": 1.0,
+                   "model.face_tower_grad": 0.1, "data.num_threads": 1, "data.paraphrase_instructions": False,
                    "train.num_steps": 12, "train.warmup_steps": 2,
                    "train.learning_rate": 3e-3, "train.checkpoint_every": 6,
                    "eval.max_new_tokens": 48}),

@@ -12,7 +12,9 @@ the same tower trained on the same caption targets alone reads talking at
 0.87 and smiling and frowning at 0.78 (``results/face_visibility_captions.md``).
 Every other setting is the face-token sweep's K = 4 point (``face_tokens.py``,
 the event loss on the visual tokens at weight 1 included), which is the
-baseline.
+baseline. The demo took ``face_tower_grad=0.1`` (2026-12-07), so its K = 0
+counterpart (no face tower, hence no face head) is the face-token sweep's
+K = 0 point.
 """
 
 import pathlib

@@ -35,8 +35,9 @@ import jax.numpy as jnp
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _matmul(x_ni, w_io, precision, preferred_element_type):
   """float[N, I] @ float[I, O] -> float[N, O]. One fp32 row (batch-1
-  decoding) goes as a 1-D vector: XLA:CPU's matrix-vector path read the
-  weights ~1.25x faster than the [1, I] matmul (``benchmarks/matvec_cpu.py``)."""
+  decoding) goes as a 1-D vector: XLA:CPU's matrix-vector path reads the
+  weights 1.30x faster than the [1, I] matmul (0.66 vs 0.51 of the read
+  bandwidth on the ``small`` LM's shapes; ``benchmarks/matvec_cpu.py``)."""
   if x_ni.shape[0] == 1 and w_io.dtype == jnp.float32:
     return jax.lax.dot(x_ni[0], w_io, precision=precision,
                        preferred_element_type=preferred_element_type)[None]

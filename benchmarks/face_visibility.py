@@ -71,10 +71,13 @@ def load_split(name: str, data_dir: str, split: str, gt_dir: pathlib.Path,
     y = frame_labels(json.loads(gt_file.read_text()), len(faces))
     if by_clip:
       from facetrack_jax.event_supervision import caption_targets
-      crops.append(faces), labels.append(y), masks.append(mask)
+      crops.append(faces)
+      labels.append(y)
+      masks.append(mask)
       targets.append(caption_targets(_text(ex["caption"])))
     else:
-      crops.append(faces[mask]), labels.append(y[mask])
+      crops.append(faces[mask])
+      labels.append(y[mask])
   if by_clip:
     return tuple(map(np.stack, (crops, labels, masks, targets)))
   return np.concatenate(crops), np.concatenate(labels)

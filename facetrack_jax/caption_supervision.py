@@ -59,5 +59,11 @@ def check(config) -> None:
 
 
 def caption_targets(names, caption: str) -> dict[str, np.ndarray]:
-  """``{targets_key(name): targets}`` of a caption for the heads ``names``."""
-  return {targets_key(n): HEADS[n].caption_targets(caption) for n in names}
+  """``{targets_key(name): targets}`` of a caption for the heads ``names``;
+  heads that share a reader (event and face_event) read the caption once."""
+  read = {}
+  for n in names:
+    fn = HEADS[n].caption_targets
+    if fn not in read:
+      read[fn] = fn(caption)
+  return {targets_key(n): read[HEADS[n].caption_targets] for n in names}

@@ -88,10 +88,10 @@ def readout(model, batches, heads: tuple[str, ...], mesh) -> dict[str, dict]:
       valid = np.asarray(batch_np["valid"], bool)
       captions = [c.decode() if isinstance(c, bytes) else str(c)
                   for c, v in zip(np.asarray(batch_np["caption"]), valid) if v]
+      read = [caption_supervision.caption_targets(heads, c) for c in captions]
       for h in heads:
         logits[h].append(np.asarray(out[h], np.float32)[valid])
-        key = caption_supervision.targets_key(h)
-        targets[h].extend(caption_supervision.caption_targets((h,), c)[key] for c in captions)
+        targets[h].extend(r[caption_supervision.targets_key(h)] for r in read)
   scorers = {"attribute": attribute_scores, "event": event_scores, "face_event": event_scores}
   return {h: scorers[h](np.concatenate(logits[h]), np.stack(targets[h])) for h in heads}
 

@@ -34,6 +34,9 @@ from flax import nnx
 
 from facetrack_jax import (attribute_supervision, event_supervision, face_event_supervision,
                            sharding)
+from facetrack_jax.models.compressor import TimeEmbedding, VisualStream
+from facetrack_jax.models.lm import LM
+from facetrack_jax.models.vit import ViT, preprocess
 
 
 class Visual(NamedTuple):
@@ -42,9 +45,6 @@ class Visual(NamedTuple):
   frames_btkd: jax.Array       # float[B, T, G+K, D]: the same per frame, before the time embedding
   face_btd: jax.Array | None   # float[B, T, Df]: the face tower's mean output token per frame
   face_mask_bt: jax.Array      # bool[B, T]: frames with a face
-from facetrack_jax.models.compressor import TimeEmbedding, VisualStream
-from facetrack_jax.models.lm import LM
-from facetrack_jax.models.vit import ViT, preprocess
 
 
 def num_visual_tokens(model_cfg: ml_collections.ConfigDict) -> int:
@@ -149,9 +149,8 @@ class FaceTrackMM(nnx.Module):
       x_fnd = tower(faces_fssc)
       face_btd = x_fnd.mean(axis=1).reshape(b, t, -1)   # "fnd->fd" mean token, per frame
       if self.face_tower_grad < 1.0:   # the same values; the caption loss's gradient × a
-        a = self.face_tower_grad
-        x_fnd = a * x_fnd + (1.0 - a) * jax.lax.stop_gradient(x_fnd) if a else \
-            jax.lax.stop_gradient(x_fnd)
+        held_fnd = jax.lax.stop_gradient(x_fnd)
+        x_fnd = held_fnd + self.face_tower_grad * (x_fnd - held_fnd)
       f_fkd = self.face_stream(x_fnd, mask=face_mask_bt.reshape(b * t))
       parts.append(f_fkd.reshape(b, t, self.face_tokens, -1))
     u_btkd = jnp.concatenate(parts, axis=2)

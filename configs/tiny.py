@@ -67,6 +67,9 @@ def get_model_config() -> ml_collections.ConfigDict:
   # captions' appearance words (config.train.attribute_loss_weight;
   # attribute_supervision.py). A training aid too; unused when generating.
   m.attribute_head = False
+  # The same classifier on the face tower's output (config.train.
+  # face_attribute_loss_weight; face_attribute_supervision.py).
+  m.face_attribute_head = False
   return m
 
 

@@ -62,6 +62,9 @@ def get_config() -> ml_collections.ConfigDict:
       # Weight of the caption-derived appearance loss (needs model.attribute_head;
       # facetrack_jax/attribute_supervision.py).
       attribute_loss_weight=0.0,
+      # Weight of the same loss on the face tower's output (needs
+      # model.face_attribute_head; facetrack_jax/face_attribute_supervision.py).
+      face_attribute_loss_weight=0.0,
       # Where the LM head runs: "loss" (text positions only, gathered; no fp32
       # [B, L, V] logits) or "all" (every position; the reference).
       logits_at="loss",

@@ -6,17 +6,23 @@ caption (``model.<name>_head``, ``train.<name>_loss_weight``,
 * ``event``: per-frame event classifier, phase by phase (:mod:`event_supervision`);
 * ``face_event``: the same on the face tower's output (:mod:`face_event_supervision`);
 * ``attribute``: the main character's appearance from the face tokens
-  (:mod:`attribute_supervision`).
+  (:mod:`attribute_supervision`);
+* ``face_attribute``: the same on the face tower's output
+  (:mod:`face_attribute_supervision`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from facetrack_jax import attribute_supervision, event_supervision, face_event_supervision
+from facetrack_jax import (attribute_supervision, event_supervision,
+                           face_attribute_supervision, face_event_supervision)
 
 HEADS = {"event": event_supervision, "face_event": face_event_supervision,
-         "attribute": attribute_supervision}
+         "attribute": attribute_supervision, "face_attribute": face_attribute_supervision}
+# The heads that read the face tower's own output: with model.face_tower_grad
+# = 0 they are what trains it.
+FACE_TOWER_HEADS = ("face_event", "face_attribute")
 
 
 def targets_key(name: str) -> str:
@@ -52,15 +58,16 @@ def check(config) -> None:
       raise ValueError(f"config.train.{name}_loss_weight={w} needs config.model.{name}_head"
                        f"=True (the head the {name} loss trains)")
   if (float(config.model.get("face_tower_grad", 1.0)) == 0.0
-      and face_event_supervision.loss_weight(config) <= 0):
+      and not any(HEADS[h].loss_weight(config) > 0 for h in FACE_TOWER_HEADS)):
     raise ValueError("config.model.face_tower_grad=0 stops the caption loss at the face "
-                     "tower: it needs config.train.face_event_loss_weight > 0, or the tower "
-                     "never trains")
+                     "tower: it needs config.train.face_event_loss_weight > 0 or "
+                     "face_attribute_loss_weight > 0, or the tower never trains")
 
 
 def caption_targets(names, caption: str) -> dict[str, np.ndarray]:
   """``{targets_key(name): targets}`` of a caption for the heads ``names``;
-  heads that share a reader (event and face_event) read the caption once."""
+  heads that share a reader (event and face_event, attribute and
+  face_attribute) read the caption once."""
   read = {}
   for n in names:
     fn = HEADS[n].caption_targets

@@ -8,7 +8,8 @@ tokens carry them and the LM does not say them; a head at the prior means
 the tokens do not carry them (then ``benchmarks/face_visibility.py`` tells
 whether the crops do). ``evaluate`` writes the result as ``heads.json``:
 
-* ``attribute``: per attribute, the head's accuracy on the clips whose
+* ``attribute`` (and ``face_attribute``, the same head on the face tower's
+  output): per attribute, the head's accuracy on the clips whose
   reference states it, the majority-class prior and lift = accuracy − prior;
 * ``event`` (and ``face_event``, the same head on the face tower's output):
   per event kind, the ROC AUC of the head's phase logit against "the
@@ -92,7 +93,8 @@ def readout(model, batches, heads: tuple[str, ...], mesh) -> dict[str, dict]:
       for h in heads:
         logits[h].append(np.asarray(out[h], np.float32)[valid])
         targets[h].extend(r[caption_supervision.targets_key(h)] for r in read)
-  scorers = {"attribute": attribute_scores, "event": event_scores, "face_event": event_scores}
+  scorers = {"attribute": attribute_scores, "face_attribute": attribute_scores,
+             "event": event_scores, "face_event": event_scores}
   return {h: scorers[h](np.concatenate(logits[h]), np.stack(targets[h])) for h in heads}
 
 
@@ -105,14 +107,17 @@ def heads_table(result: dict[str, dict], captions: dict[str, dict] | None = None
   ``per_attribute`` / ``per_event`` breakdowns of the same clips)."""
   captions = captions or {}
   lines = []
-  if "attribute" in result:
+  attrs = [h for h in ("attribute", "face_attribute") if h in result]
+  if attrs:
     cap = captions.get("attribute", {})
-    lines += ["| attribute | clips | head accuracy | prior | head lift | caption lift |",
-              "|---|---|---|---|---|---|"]
-    for a, r in result["attribute"].items():
+    lines += ["| attribute | clips | prior | "
+              + " | ".join(f"{h} head accuracy (lift)" for h in attrs) + " | caption lift |",
+              "|---|---|---|" + "---|" * len(attrs) + "---|"]
+    for a, r in result[attrs[0]].items():
       c = (cap.get(a) or {}).get("lift")
-      lines.append(f"| {a} | {r['n']} | {_num(r['accuracy'], '.2f')} | {_num(r['prior'], '.2f')} | "
-                   f"{_num(r['lift'], '+.2f')} | {_num(c, '+.2f')} |")
+      accs = " | ".join(f"{_num(result[h][a]['accuracy'], '.2f')} "
+                        f"({_num(result[h][a]['lift'], '+.2f')})" for h in attrs)
+      lines.append(f"| {a} | {r['n']} | {_num(r['prior'], '.2f')} | {accs} | {_num(c, '+.2f')} |")
     lines.append("")
   events = [h for h in ("event", "face_event") if h in result]
   if events:

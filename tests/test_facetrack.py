@@ -92,6 +92,36 @@ def test_frame_order_matters():
   assert float(jnp.abs(_logits(model, rev) - _logits(model, batch)).max()) > 1e-4
 
 
+def test_face_tower_heads_read_only_frames_with_a_face():
+  """The face event head gives NO_FACE_LOGIT where face_mask is False and the
+  face attribute head averages over the frames with a face: a hidden frame's
+  crop changes neither, a visible one changes both; a clip with no face gets
+  the attribute head's bias alone."""
+  from facetrack_jax import face_event_supervision
+  cfg = _cfg()
+  cfg.face_event_head, cfg.face_attribute_head = True, True
+  model = _build(cfg)
+  heads = ("face_event", "face_attribute")
+  read = nnx.jit(lambda m, b: m.head_logits(b["frames"], b["faces"], b["face_mask"], heads))
+  batch = _batch(cfg)
+  base = jax.device_get(read(model, batch))
+  hidden_t = ~batch["face_mask"][1]
+  np.testing.assert_array_equal(base["face_event"][1][hidden_t],
+                                face_event_supervision.NO_FACE_LOGIT)
+  hidden = dict(batch, faces=batch["faces"].copy())
+  hidden["faces"][1, 1] = 255 - hidden["faces"][1, 1]        # mask False
+  for h, z in jax.device_get(read(model, hidden)).items():
+    np.testing.assert_array_equal(z, base[h])
+  shown = dict(batch, faces=batch["faces"].copy())
+  shown["faces"][1, 0] = 255 - shown["faces"][1, 0]          # mask True
+  for h, z in jax.device_get(read(model, shown)).items():
+    assert np.abs(z[1] - base[h][1]).max() > 1e-5 and np.abs(z[0] - base[h][0]).max() == 0, h
+  none = dict(batch, face_mask=np.zeros_like(batch["face_mask"]))
+  z = jax.device_get(read(model, none))["face_attribute"]
+  np.testing.assert_allclose(z, np.broadcast_to(np.asarray(model.face_attribute_head.bias[...]),
+                                                z.shape), atol=1e-6)
+
+
 def test_shared_towers_build_one_vit():
   cfg = _cfg()
   cfg.shared_towers = True

@@ -58,5 +58,9 @@ def test_heads_table_sets_the_heads_beside_the_captions():
             "event": {"mouth_smile": {"n_pos": 7, "auc": 0.9}}}
   captions = {"attribute": {"gender": {"lift": 0.1}}, "event": {"mouth_smile": {"lift": -0.05}}}
   text = hr.heads_table(result, captions)
-  assert "| gender | 4 | 0.75 | 0.50 | +0.25 | +0.10 |" in text
+  assert "| gender | 4 | 0.50 | 0.75 (+0.25) | +0.10 |" in text
+  both = dict(result, face_attribute={"gender": {"n": 4, "accuracy": 1.0, "prior": 0.5,
+                                                 "lift": 0.5}})
+  assert "| gender | 4 | 0.50 | 0.75 (+0.25) | 1.00 (+0.50) | +0.10 |" in hr.heads_table(
+      both, captions)
   assert "| mouth_smile | 7 | 0.900 | -0.05 |" in text

@@ -64,6 +64,8 @@ HEAD_OVERRIDES = {
     "event": dict(model__event_head=True, train__event_loss_weight=1.0),
     "face_event": dict(model__face_event_head=True, train__face_event_loss_weight=1.0),
     "attribute": dict(model__attribute_head=True, train__attribute_loss_weight=1.0),
+    "face_attribute": dict(model__face_attribute_head=True,
+                           train__face_attribute_loss_weight=1.0),
 }
 
 
@@ -71,7 +73,8 @@ def _with_heads(heads):
   return {k: v for h in heads for k, v in HEAD_OVERRIDES[h].items()}
 
 
-@pytest.mark.parametrize("heads", [(), ("event",), ("event", "face_event", "attribute")])
+@pytest.mark.parametrize("heads", [(), ("event",),
+                                   ("event", "face_event", "attribute", "face_attribute")])
 def test_grad_accumulation_gives_the_big_batch_gradient(data, heads):
   """The train step's gradient (train_step.make_grad_fn) with 2 micro-batches
   equals the one-batch gradient: Σ of token-summed grads / total tokens, and
@@ -142,7 +145,7 @@ def test_a_bad_logits_at_is_a_clear_error(data):
     jax.jit(train_step.make_grad_fn(setup))(params, setup.rest, batch)
 
 
-@pytest.mark.parametrize("head", ["event", "face_event", "attribute"])
+@pytest.mark.parametrize("head", ["event", "face_event", "attribute", "face_attribute"])
 def test_head_loss_trains_the_face_tower(data, head):
   """With config.train.<head>_loss_weight the step also fits the captions'
   events (event_supervision.py) or the main character's appearance
@@ -152,7 +155,7 @@ def test_head_loss_trains_the_face_tower(data, head):
   mesh = sharding.make_mesh((8, 1, 1))
   batch = _one_batch(config, mesh)
   targets = np.asarray(batch[f"{head}_targets"])
-  assert (targets.sum() > 0) if head != "attribute" else (targets >= 0).mean() > 0.5
+  assert (targets.sum() > 0) if "attribute" not in head else (targets >= 0).mean() > 0.5
   setup = train_step.make_setup(config, mesh)
   state = train_step.init_state(config, setup)
   before = jax.device_get(state["params"]["face_vit"])
@@ -170,7 +173,7 @@ def test_head_loss_trains_the_face_tower(data, head):
   assert max(moved) > 0
 
 
-@pytest.mark.parametrize("head", ["event", "face_event", "attribute"])
+@pytest.mark.parametrize("head", ["event", "face_event", "attribute", "face_attribute"])
 def test_a_head_loss_without_the_head_is_refused(data, tmp_path, head):
   from facetrack_jax import train
   config = th.make_config(th.overrides(data, **{f"train__{head}_loss_weight": 1.0}))

@@ -17,10 +17,11 @@ reconstruction (README, "Model"). Per clip::
 comparison (no face tower is built). ``event_head = True`` adds a linear
 per-frame event classifier on the visual tokens, ``face_event_head = True``
 one on the face tower's output, ``attribute_head = True`` a linear appearance
-classifier on the clip's face tokens: training aids only
-(``facetrack_jax/caption_supervision.py``). ``face_tower_grad`` scales the
-caption loss's gradient into the face tower (1: all of it; 0: none, so the
-tower learns from the face event head only; ``face_event_supervision.py``).
+classifier on the clip's face tokens, ``face_attribute_head = True`` one on the
+face tower's output: training aids only (``facetrack_jax/caption_supervision.py``).
+``face_tower_grad`` scales the caption loss's gradient into the face tower (1:
+all of it; 0: none, so the tower learns from its own heads only;
+``face_event_supervision.py``).
 """
 
 from __future__ import annotations
@@ -91,9 +92,10 @@ class FaceTrackMM(nnx.Module):
     if not 0.0 <= self.face_tower_grad <= 1.0:
       raise ValueError(f"config.model.face_tower_grad must be in [0, 1], got "
                        f"{self.face_tower_grad}")
-    if not has_face and (cfg.get("face_event_head", False) or self.face_tower_grad != 1.0):
-      raise ValueError("config.model.face_event_head / face_tower_grad < 1 need a face "
-                       "tower (config.model.compressor.face_tokens > 0)")
+    if not has_face and (cfg.get("face_event_head", False) or self.face_tower_grad != 1.0
+                         or cfg.get("face_attribute_head", False)):
+      raise ValueError("config.model.face_event_head / face_attribute_head / face_tower_grad "
+                       "< 1 need a face tower (config.model.compressor.face_tokens > 0)")
     # None: no face tower (face_tokens == 0) or the frame ViT serves both.
     self.face_vit = nnx.data(ViT(cfg.face_vit, **kw, **stack)
                              if has_face and not cfg.shared_towers else None)
@@ -124,6 +126,15 @@ class FaceTrackMM(nnx.Module):
                                           ("embed", "attribute_values")),
         bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("attribute_values",)))
         if cfg.get("attribute_head", False) else None)
+    # "bd,dc->bc": the face tower's mean output over the frames with a face ->
+    # every attribute's value logits.
+    self.face_attribute_head = nnx.data(nnx.Linear(
+        face_cfg.width, attribute_supervision.NUM_CLASSES, dtype=dtype,
+        param_dtype=param_dtype, rngs=rngs,
+        kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(),
+                                          ("embed", "attribute_values")),
+        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("attribute_values",)))
+        if cfg.get("face_attribute_head", False) else None)
     self.lm = LM(cfg.lm, **kw, **stack)
 
   def encode_visual(self, frames_bthwc: jax.Array, faces_btssc: jax.Array,
@@ -185,16 +196,29 @@ class FaceTrackMM(nnx.Module):
     face_btkd = u_btkd[:, :, self.global_tokens:] if self.face_tokens else u_btkd
     return self.attribute_head(face_btkd.mean(axis=(1, 2)))
 
+  def face_attribute_logits(self, face_btd: jax.Array, face_mask_bt: jax.Array) -> jax.Array:
+    """The face tower's per-frame mean token float[B, T, Df] -> attribute value
+    logits float[B, C] from its mean over the frames with a face (a clip with
+    none: the bias alone)."""
+    if self.face_attribute_head is None:
+      raise ValueError("FaceTrackMM.face_attribute_logits: the model was built with "
+                       "face_attribute_head=False")
+    w_bt1 = face_mask_bt[..., None].astype(face_btd.dtype)
+    # "btd,bt->bd": mean over the frames that show the face.
+    mean_bd = (face_btd * w_bt1).sum(axis=1) / jnp.maximum(w_bt1.sum(axis=1), 1.0)
+    return self.face_attribute_head(mean_bd)
+
   def head_logits(self, frames, faces, face_mask, heads) -> dict[str, jax.Array]:
     """``{name: logits}`` of the training heads ``heads`` on clips (no text)."""
     return self.aux_logits(self._visual(frames, faces, face_mask), heads)
 
   def aux_logits(self, visual: Visual, heads) -> dict[str, jax.Array]:
     """``{name: logits}`` of the training heads ``heads`` ("event",
-    "face_event", "attribute")."""
+    "face_event", "attribute", "face_attribute")."""
     fns = {"event": lambda v: self.event_logits(v.frames_btkd),
            "face_event": lambda v: self.face_event_logits(v.face_btd, v.face_mask_bt),
-           "attribute": lambda v: self.attribute_logits(v.frames_btkd)}
+           "attribute": lambda v: self.attribute_logits(v.frames_btkd),
+           "face_attribute": lambda v: self.face_attribute_logits(v.face_btd, v.face_mask_bt)}
     unknown = set(heads) - set(fns)
     if unknown:
       raise ValueError(f"FaceTrackMM: no training head {sorted(unknown)}; have {sorted(fns)}")

@@ -199,3 +199,13 @@ def test_bf16_weights_generate_what_fp32_weights_do(run):
         f"of range {spread:.2f}")
   assert total > 16 and same >= 0.8 * total
   assert diff <= 0.05 * spread
+
+
+def test_caption_agreement_by_position_and_in_order():
+  """benchmarks/bf16_agreement: a token inserted early costs every later
+  position by position, one token in order (LCS); a missing tail disagrees."""
+  from benchmarks.bf16_agreement import lcs_agreement, token_agreement
+  a, b = [[1, 2, 3, 4, 5]], [[1, 9, 2, 3, 4, 5]]
+  assert token_agreement(a, b) == (1, 6) and lcs_agreement(a, b) == (5, 6)
+  assert token_agreement([[1, 2]], [[1, 2, 3]]) == lcs_agreement([[1, 2]], [[1, 2, 3]]) == (2, 3)
+  assert lcs_agreement([[1, 2], [3]], [[2, 1], [3]]) == (2, 3)

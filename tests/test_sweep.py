@@ -110,6 +110,14 @@ def test_face_token_sweep_keeps_the_caption_room_and_follows_the_crop(tmp_path):
   now = {r.name: r.config for r in runs}
   assert now["face_event_head=True,face_event_loss_weight=1.0,face_tower_grad=0.1,seed=0"
              ].to_json() == demo_cfg.to_json()
+  # The face-attribute sweep is the demo plus that head.
+  _, runs = sweep.plan(ROOT / "configs/sweeps/face_attributes.py", tmp_path / "w", tmp_path / "d",
+                       "full", [])
+  head = {r.name: r.config for r in runs}[
+      "face_attribute_head=True,face_attribute_loss_weight=0.1,seed=0"].copy_and_resolve_references()
+  assert head.model.face_attribute_head and head.train.face_attribute_loss_weight == 0.1
+  head.model.face_attribute_head, head.train.face_attribute_loss_weight = False, 0.0
+  assert head.to_json() == demo_cfg.to_json()
   # A --config override reaches the followers too.
   _, runs = sweep.plan(ROOT / "configs/sweeps/face_tokens.py", tmp_path / "w", tmp_path / "d",
                        "full", ["--config.model.num_frames=4"])

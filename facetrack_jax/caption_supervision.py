@@ -1,7 +1,7 @@
 """The training aids read from the captions, by name: each is a head on the
 visual tokens and a loss against targets the input pipeline reads from the
 caption (``model.<name>_head``, ``train.<name>_loss_weight``,
-``batch[<name>_targets]``). None is used to generate.
+``batch[targets_key(name)]``). None is used to generate.
 
 * ``event``: per-frame event classifier, phase by phase (:mod:`event_supervision`);
 * ``face_event``: the same on the face tower's output (:mod:`face_event_supervision`);
@@ -26,8 +26,11 @@ FACE_TOWER_HEADS = ("face_event", "face_attribute")
 
 
 def targets_key(name: str) -> str:
-  """The batch field of head ``name``'s targets."""
-  return f"{name}_targets"
+  """The batch field of head ``name``'s targets: ``<name>_targets``, or the
+  field of the head whose targets it shares (a module's ``TARGETS``:
+  face_event reads ``event_targets``, face_attribute ``attribute_targets``),
+  so the batch carries each caption reading once."""
+  return f"{getattr(HEADS[name], 'TARGETS', name)}_targets"
 
 
 def active(aux_weights) -> dict[str, float]:
@@ -66,11 +69,11 @@ def check(config) -> None:
 
 def caption_targets(names, caption: str) -> dict[str, np.ndarray]:
   """``{targets_key(name): targets}`` of a caption for the heads ``names``;
-  heads that share a reader (event and face_event, attribute and
+  heads that share targets (event and face_event, attribute and
   face_attribute) read the caption once."""
-  read = {}
+  out = {}
   for n in names:
-    fn = HEADS[n].caption_targets
-    if fn not in read:
-      read[fn] = fn(caption)
-  return {targets_key(n): read[HEADS[n].caption_targets] for n in names}
+    key = targets_key(n)
+    if key not in out:
+      out[key] = HEADS[n].caption_targets(caption)
+  return out

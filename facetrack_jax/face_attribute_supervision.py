@@ -23,7 +23,9 @@ from __future__ import annotations
 
 from facetrack_jax.attribute_supervision import caption_targets, loss_sum, predict, target_spec
 
-__all__ = ["caption_targets", "loss_sum", "loss_weight", "predict", "target_spec"]
+__all__ = ["TARGETS", "caption_targets", "loss_sum", "loss_weight", "predict", "target_spec"]
+
+TARGETS = "attribute"   # the batch carries these targets once, as attribute_targets
 
 
 def loss_weight(config) -> float:

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 from facetrack_jax.event_supervision import caption_targets, loss_sum, target_spec
 
-__all__ = ["NO_FACE_LOGIT", "caption_targets", "loss_sum", "loss_weight", "target_spec"]
+__all__ = ["NO_FACE_LOGIT", "TARGETS", "caption_targets", "loss_sum", "loss_weight", "target_spec"]
 
 NO_FACE_LOGIT = -30.0
+TARGETS = "event"   # the batch carries these targets once, as event_targets
 
 
 def loss_weight(config) -> float:

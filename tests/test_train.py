@@ -82,7 +82,8 @@ def test_grad_accumulation_gives_the_big_batch_gradient(data, heads):
   config = th.make_config(th.overrides(data, mesh__shape=(2, 2, 2), **_with_heads(heads)))
   mesh = sharding.make_mesh((2, 2, 2))
   batch = _one_batch(config, mesh)
-  assert {k for k in batch if k.endswith("_targets")} == {f"{h}_targets" for h in heads}
+  assert {k for k in batch if k.endswith("_targets")} == {
+      caption_supervision.targets_key(h) for h in heads}
   # what the dry run's abstract batch declares for them (caption_supervision.target_fields)
   for k, (dtype, shape) in caption_supervision.target_fields(heads).items():
     assert (batch[k].dtype, batch[k].shape[1:]) == (np.dtype(dtype), shape), k
@@ -154,7 +155,7 @@ def test_head_loss_trains_the_face_tower(data, head):
   config = th.make_config(th.overrides(data, mesh__shape=(8, 1, 1), **HEAD_OVERRIDES[head]))
   mesh = sharding.make_mesh((8, 1, 1))
   batch = _one_batch(config, mesh)
-  targets = np.asarray(batch[f"{head}_targets"])
+  targets = np.asarray(batch[caption_supervision.targets_key(head)])
   assert (targets.sum() > 0) if "attribute" not in head else (targets >= 0).mean() > 0.5
   setup = train_step.make_setup(config, mesh)
   state = train_step.init_state(config, setup)

@@ -1,6 +1,6 @@
 r"""Appearance through the face tower (issue 21): the caption-derived
 appearance loss on the face tower's own output (``face_attribute_supervision.py``)
-beside the demo's face event head, at weights 0.03 to 1, × 3 seeds.
+beside the demo's face event head, at weights 0.01 to 1, × 3 seeds.
 
     python -m facetrack_jax.sweep --sweep configs/sweeps/face_attributes.py --workdir W
 
@@ -31,5 +31,5 @@ def get_config(size: str = "full"):
 
 def get_sweep():
   on = {"model.face_attribute_head": True}
-  weight = sweep.axis("train.face_attribute_loss_weight", [0.03, 0.1, 0.3, 1.0])
+  weight = sweep.axis("train.face_attribute_loss_weight", [0.01, 0.03, 0.1, 0.3, 1.0])
   return sweep.product([on], weight, sweep.seeds(3))

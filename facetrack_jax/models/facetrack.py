@@ -105,36 +105,26 @@ class FaceTrackMM(nnx.Module):
                      masked=True, attention=stack["attention"], **kw) if has_face else None)
     self.time_embedding = TimeEmbedding(cfg.num_frames, cfg.lm.width,
                                         param_dtype=param_dtype, rngs=rngs)
+    # The training heads (None when off), each a linear map out of one width:
+    def head(on: str, width: int, outputs: int, axis: str):
+      if not cfg.get(on, False):
+        return None
+      return nnx.Linear(
+          width, outputs, dtype=dtype, param_dtype=param_dtype, rngs=rngs,
+          kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(), ("embed", axis)),
+          bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), (axis,)))
+    n_events, n_values = len(event_supervision.EVENT_KEYS), attribute_supervision.NUM_CLASSES
     # "btd,de->bte": mean visual token of each frame -> event logits.
-    n_events = len(event_supervision.EVENT_KEYS)
-    self.event_head = nnx.data(nnx.Linear(
-        cfg.lm.width, n_events, dtype=dtype, param_dtype=param_dtype, rngs=rngs,
-        kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(), ("embed", "events")),
-        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("events",)))
-        if cfg.get("event_head", False) else None)
+    self.event_head = nnx.data(head("event_head", cfg.lm.width, n_events, "events"))
     # "btd,de->bte": the face tower's mean output token of each frame -> event logits.
-    self.face_event_head = nnx.data(nnx.Linear(
-        face_cfg.width, n_events, dtype=dtype, param_dtype=param_dtype, rngs=rngs,
-        kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(), ("embed", "events")),
-        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("events",)))
-        if cfg.get("face_event_head", False) else None)
+    self.face_event_head = nnx.data(head("face_event_head", face_cfg.width, n_events, "events"))
     # "bd,dc->bc": the clip's mean face token -> every attribute's value logits.
-    self.attribute_head = nnx.data(nnx.Linear(
-        cfg.lm.width, attribute_supervision.NUM_CLASSES, dtype=dtype, param_dtype=param_dtype,
-        rngs=rngs,
-        kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(),
-                                          ("embed", "attribute_values")),
-        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("attribute_values",)))
-        if cfg.get("attribute_head", False) else None)
+    self.attribute_head = nnx.data(
+        head("attribute_head", cfg.lm.width, n_values, "attribute_values"))
     # "bd,dc->bc": the face tower's mean output over the frames with a face ->
     # every attribute's value logits.
-    self.face_attribute_head = nnx.data(nnx.Linear(
-        face_cfg.width, attribute_supervision.NUM_CLASSES, dtype=dtype,
-        param_dtype=param_dtype, rngs=rngs,
-        kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(),
-                                          ("embed", "attribute_values")),
-        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("attribute_values",)))
-        if cfg.get("face_attribute_head", False) else None)
+    self.face_attribute_head = nnx.data(
+        head("face_attribute_head", face_cfg.width, n_values, "attribute_values"))
     self.lm = LM(cfg.lm, **kw, **stack)
 
   def encode_visual(self, frames_bthwc: jax.Array, faces_btssc: jax.Array,

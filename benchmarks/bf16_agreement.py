@@ -70,25 +70,19 @@ def lcs_agreement(a_rows: list[list[int]], b_rows: list[list[int]]) -> tuple[int
 
 
 def main(argv=None) -> int:
+  from benchmarks.common import add_run_args, run_config
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--sweep", required=True, help="the sweep file that made the run")
-  p.add_argument("--run", required=True, help="the run's name in that sweep")
-  p.add_argument("--workdir", required=True, help="the run's workdir (checkpoints/)")
-  p.add_argument("--data-dir", required=True, help="the sweep's --data-dir")
+  add_run_args(p)
   p.add_argument("--split", default="test")
   p.add_argument("--out", default="benchmarks/results/bf16_agreement.json")
   args = p.parse_args(argv)
 
   import jax
   from flax import nnx
-  from facetrack_jax import evaluate, input_pipeline, sharding, sweep
+  from facetrack_jax import evaluate, input_pipeline, sharding
   from facetrack_jax import tokenizer as tokenizer_lib
   t0 = time.perf_counter()
-  _, runs = sweep.plan(args.sweep, pathlib.Path(args.workdir).parent, args.data_dir, "full", [])
-  by_name = {r.name: r for r in runs}
-  if args.run not in by_name:
-    p.error(f"--run {args.run!r}: not a run of {args.sweep} (runs: {sorted(by_name)})")
-  config = by_name[args.run].config
+  config = run_config(p, args)
   mesh = sharding.mesh_from_config(config.mesh)
   tok = tokenizer_lib.from_config(config.data)
   src = input_pipeline.open_source(config.data, args.split)

@@ -238,3 +238,23 @@ def random_batch(model_cfg, batch: int, text_len: int, seed: int = 0) -> dict[st
   return dict(frames=rng.integers(0, 256, (batch, t, h, h, 3), np.uint8),
               faces=rng.integers(0, 256, (batch, t, s, s, 3), np.uint8),
               face_mask=face_mask, tokens=tokens, targets=targets, loss_mask=loss_mask)
+
+
+# -- a trained sweep run, for the benchmarks that read one ------------------------------
+def add_run_args(p) -> None:
+  """``--sweep --run --workdir --data-dir``: which trained sweep run to read."""
+  p.add_argument("--sweep", required=True, help="the sweep file that made the run")
+  p.add_argument("--run", required=True, help="the run's name in that sweep")
+  p.add_argument("--workdir", required=True, help="the run's workdir (checkpoints/)")
+  p.add_argument("--data-dir", required=True, help="the sweep's --data-dir")
+
+
+def run_config(p, args):
+  """The config of ``args.run`` in ``args.sweep`` (full size, as the sweep
+  ran it); a parser error naming the sweep's runs when there is none."""
+  from facetrack_jax import sweep
+  _, runs = sweep.plan(args.sweep, pathlib.Path(args.workdir).parent, args.data_dir, "full", [])
+  by_name = {r.name: r for r in runs}
+  if args.run not in by_name:
+    p.error(f"--run {args.run!r}: not a run of {args.sweep} (runs: {sorted(by_name)})")
+  return by_name[args.run].config

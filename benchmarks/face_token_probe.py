@@ -78,25 +78,19 @@ def ridge_scores(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
 
 
 def main(argv=None) -> int:
+  from benchmarks.common import add_run_args, run_config
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--sweep", required=True, help="the sweep file that made the run")
-  p.add_argument("--run", required=True, help="the run's name in that sweep")
-  p.add_argument("--workdir", required=True, help="the run's workdir (checkpoints/)")
-  p.add_argument("--data-dir", required=True, help="the sweep's --data-dir")
+  add_run_args(p)
   p.add_argument("--ground-truth", required=True, help="the synthetic set's ground_truth/")
   p.add_argument("--alpha", type=float, default=0.01)
   p.add_argument("--out", default="benchmarks/results/face_token_probe.json")
   args = p.parse_args(argv)
 
   from benchmarks.face_visibility import KEYS, load_split
-  from facetrack_jax import evaluate, sharding, sweep
+  from facetrack_jax import evaluate, sharding
   from facetrack_jax.head_readout import roc_auc
   t0 = time.perf_counter()
-  _, runs = sweep.plan(args.sweep, pathlib.Path(args.workdir).parent, args.data_dir, "full", [])
-  by_name = {r.name: r for r in runs}
-  if args.run not in by_name:
-    p.error(f"--run {args.run!r}: not a run of {args.sweep} (runs: {sorted(by_name)})")
-  config = by_name[args.run].config
+  config = run_config(p, args)
   if not config.model.compressor.face_tokens:
     p.error(f"--run {args.run!r} has no face tokens")
   mesh = sharding.mesh_from_config(config.mesh)

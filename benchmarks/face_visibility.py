@@ -201,6 +201,16 @@ def attribute_scores(logits_nc: np.ndarray, y_na: np.ndarray, clip_n: np.ndarray
   return out
 
 
+def _write(out: str, result: dict, lines: list[str]) -> int:
+  """``result`` as JSON at ``out``, ``lines`` as Markdown beside it and on stdout."""
+  path = pathlib.Path(out)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(result, indent=1) + "\n")
+  path.with_suffix(".md").write_text("\n".join(lines) + "\n")
+  print("\n".join(lines))
+  return 0
+
+
 def _attributes_report(a, face_cfg, gt, t0) -> int:
   x_te, y_te, c_te = load_split(a.name, a.data_dir, "test", gt, attributes=True)
   x_tr, y_tr, c_tr = load_split(a.name, a.data_dir, "train", gt, attributes=True)
@@ -209,9 +219,6 @@ def _attributes_report(a, face_cfg, gt, t0) -> int:
             "train_frames": f"{len(x_tr)} ({len(np.unique(c_tr))} clips)",
             "test_frames": f"{len(x_te)} ({len(np.unique(c_te))} clips)", "steps": a.steps,
             "batch": a.batch, "seconds": round(time.perf_counter() - t0, 1), "attributes": rows}
-  out = pathlib.Path(a.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(result, indent=1) + "\n")
   lines = [f"# Face-crop visibility of the main character's appearance: {a.name}\n",
            f"{result['train_frames']} train / {result['test_frames']} test face frames, "
            f"{x_te.shape[1]}-px crops, face ViT + linear, {a.steps} steps of {a.batch} frames, "
@@ -222,9 +229,7 @@ def _attributes_report(a, face_cfg, gt, t0) -> int:
            "|---|---|---|---|---|"]
   lines += [f"| {k} | {r['frame_accuracy']:.3f} | {r['clip_accuracy']:.3f} | {r['prior']:.3f} | "
             f"{r['clip_accuracy'] - r['prior']:+.3f} |" for k, r in rows.items()]
-  out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-  print("\n".join(lines))
-  return 0
+  return _write(a.out, result, lines)
 
 
 def main(argv=None) -> int:
@@ -268,9 +273,6 @@ def main(argv=None) -> int:
   result = {"dataset": a.name, "labels": a.labels, "face_size": int(x_te.shape[1]),
             "train_frames": n_train, "test_frames": len(x_te), "steps": a.steps, "batch": a.batch,
             "seconds": round(time.perf_counter() - t0, 1), "events": rows}
-  out = pathlib.Path(a.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(result, indent=1) + "\n")
   lines = [f"# Face-crop visibility of each event: {a.name}\n",
            f"{n_train} train / {len(x_te)} test frames, {x_te.shape[1]}-px crops, "
            f"face ViT + linear, {a.steps} steps of {a.batch} frames, trained on the "
@@ -278,9 +280,7 @@ def main(argv=None) -> int:
            "ROC AUC on test frames.\n",
            "| event | active test frames | AUC |", "|---|---|---|"]
   lines += [f"| {k} | {r['test_frames_active']} | {r['auc']:.3f} |" for k, r in rows.items()]
-  out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-  print("\n".join(lines))
-  return 0
+  return _write(a.out, result, lines)
 
 
 if __name__ == "__main__":

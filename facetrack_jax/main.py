@@ -64,10 +64,12 @@ _FULL_MODEL = {
     "model.lm.vocab_size": 768,
     # The towers start from scratch: the captions' events also train them
     # directly (facetrack_jax/event_supervision.py, README "Training"), the
-    # face tower mostly through its own event head, with a tenth of the
-    # caption loss's gradient (face_event_supervision.py, README "Reading the face").
+    # face tower mostly through its own event and appearance heads, with a
+    # tenth of the caption loss's gradient (face_event_supervision.py,
+    # face_attribute_supervision.py, README "Reading the face").
     "model.event_head": True, "train.event_loss_weight": 1.0,
     "model.face_event_head": True, "train.face_event_loss_weight": 1.0,
+    "model.face_attribute_head": True, "train.face_attribute_loss_weight": 0.03,
     "model.face_tower_grad": 0.1,
 }
 SIZES = {
@@ -81,7 +83,8 @@ SIZES = {
                    "model.lm.vocab_size": 384, "data.max_len": 160, "data.batch_size": 8,
                    "model.event_head": True, "train.event_loss_weight": 1.0,
                    "model.face_event_head": True, "train.face_event_loss_weight": 1.0,
-                   "model.face_tower_grad": 0.1,
+                   "model.face_attribute_head": True,
+                   "train.face_attribute_loss_weight": 0.03, "model.face_tower_grad": 0.1,
                    "data.num_threads": 1, "data.paraphrase_instructions": False,
                    "train.num_steps": 12, "train.warmup_steps": 2,
                    "train.learning_rate": 3e-3, "train.checkpoint_every": 6,

@@ -99,25 +99,26 @@ def test_face_token_sweep_keeps_the_caption_room_and_follows_the_crop(tmp_path):
     assert str(c.model.face_size) in c.data.name or c.model.face_size == 32
   assert by["face_tokens=4,face_size=48,seed=0"].data.name != by["face_tokens=4,seed=0"].data.name
   # K = 4, seed 0 on 32-px crops is the demo's own run as it was measured: before the
-  # face event head (pinned off, since K = 0 has no face tower for it) ...
+  # face tower's own heads (pinned off, since K = 0 has no face tower for them) ...
   pinned = demo_cfg.copy_and_resolve_references()
   pinned.model.face_event_head, pinned.model.face_tower_grad = False, 1.0
   pinned.train.face_event_loss_weight = 0.0
+  pinned.model.face_attribute_head, pinned.train.face_attribute_loss_weight = False, 0.0
   assert by["face_tokens=4,seed=0"].to_json() == pinned.to_json()
-  # ... and the face-event sweep's point at the demo's face_tower_grad is the demo today.
-  _, runs = sweep.plan(ROOT / "configs/sweeps/face_events.py", tmp_path / "w", tmp_path / "d",
-                       "full", [])
-  now = {r.name: r.config for r in runs}
-  assert now["face_event_head=True,face_event_loss_weight=1.0,face_tower_grad=0.1,seed=0"
-             ].to_json() == demo_cfg.to_json()
-  # The face-attribute sweep is the demo plus that head.
+  # ... the face-attribute sweep's point at the demo's weight is the demo today ...
   _, runs = sweep.plan(ROOT / "configs/sweeps/face_attributes.py", tmp_path / "w", tmp_path / "d",
                        "full", [])
-  head = {r.name: r.config for r in runs}[
-      "face_attribute_head=True,face_attribute_loss_weight=0.1,seed=0"].copy_and_resolve_references()
-  assert head.model.face_attribute_head and head.train.face_attribute_loss_weight == 0.1
-  head.model.face_attribute_head, head.train.face_attribute_loss_weight = False, 0.0
-  assert head.to_json() == demo_cfg.to_json()
+  now = {r.name: r.config for r in runs}
+  assert now["face_attribute_head=True,face_attribute_loss_weight=0.03,seed=0"
+             ].to_json() == demo_cfg.to_json()
+  # ... and the face-event sweep's point at its face_tower_grad is the demo without it.
+  _, runs = sweep.plan(ROOT / "configs/sweeps/face_events.py", tmp_path / "w", tmp_path / "d",
+                       "full", [])
+  before = demo_cfg.copy_and_resolve_references()
+  before.model.face_attribute_head, before.train.face_attribute_loss_weight = False, 0.0
+  assert {r.name: r.config for r in runs}[
+      "face_event_head=True,face_event_loss_weight=1.0,face_tower_grad=0.1,seed=0"
+  ].to_json() == before.to_json()
   # A --config override reaches the followers too.
   _, runs = sweep.plan(ROOT / "configs/sweeps/face_tokens.py", tmp_path / "w", tmp_path / "d",
                        "full", ["--config.model.num_frames=4"])

@@ -160,14 +160,20 @@ def test_no_checkpoint_is_a_clear_error(run, tmp_path):
 
 def test_bf16_weights_generate_what_fp32_weights_do(run):
   """evaluate.load_model(..., weights_dtype="bfloat16") restores the fp32
-  checkpoint cast to bf16 (bf16 compute, bf16 KV cache): greedy captions of
-  16 clips agree with the fp32 ones on >= 80 % of token positions (measured
-  414/480 = 86 % on this 20-step model, whose greedy choices are often near
-  ties; a divergence shifts the rest of the caption; issue 19 asks 95 %), and
-  the teacher-forced logits are within a bf16 tolerance of fp32's (max |Δ| <=
-  5 % of the fp32 logits' range; measured 0.161 of 10.30)."""
+  checkpoint cast to bf16 (bf16 compute, bf16 KV cache). Per decision, on
+  the references (the same prefix for both), the two models' next-token
+  argmax agree at >= 95 % of caption positions (issue 19), and the logits are
+  within a bf16 tolerance of fp32's (max |Δ| <= 5 % of the fp32 logits'
+  range). Free-running greedy captions of 16 clips share >= 80 % of their
+  tokens in order (measured 445/480 = 93 %, 2026-12-07). By position the
+  figure moves with the data (86 % on the clips of 2026-12-06, 68 % on
+  today's): this 20-step model's choices are often near ties and one flip
+  shifts the rest of a caption. Measured 98.3 % per decision here; on a
+  trained demo run 99.7 % per decision, 94 % in order
+  (``benchmarks/bf16_agreement.py``)."""
   import jax
   import jax.numpy as jnp
+  from benchmarks.bf16_agreement import lcs_agreement, token_agreement
   from facetrack_jax import evaluate, input_pipeline, sharding
   from facetrack_jax.tokenizer import Tokenizer
 
@@ -179,25 +185,28 @@ def test_bf16_weights_generate_what_fp32_weights_do(run):
   batch_np = next(iter(input_pipeline.make_eval_batches(config, tok, "train", source=src)))
   batch = input_pipeline.to_global({k: batch_np[k] for k in (
       "frames", "faces", "face_mask", "tokens")}, mesh)
+  text_bl = np.asarray(batch_np["loss_mask"]) > 0
   captions, logits = {}, {}
   for dtype in ("float32", "bfloat16"):
     model, _ = evaluate.load_model(config, ref_dir, mesh, weights_dtype=dtype)
     assert {x.dtype for x in jax.tree.leaves(nnx_params(model))} == {jnp.dtype(dtype)}
     with sharding.use_mesh(mesh):
       logits[dtype] = np.asarray(jax.device_get(model(
-          batch["frames"], batch["faces"], batch["face_mask"], batch["tokens"])), np.float32)
+          batch["frames"], batch["faces"], batch["face_mask"], batch["tokens"])),
+          np.float32)[text_bl]
     rows = evaluate.caption_split(model, config, tok, mesh, "train", source=src,
                                   progress=False)
     captions[dtype] = [tok.encode(r["caption"]) for r in rows]
-  same = total = 0
-  for a, b in zip(captions["float32"], captions["bfloat16"]):
-    total += max(len(a), len(b))
-    same += sum(x == y for x, y in zip(a, b))
+  decided = float(np.mean(logits["float32"].argmax(-1) == logits["bfloat16"].argmax(-1)))
+  same, total = token_agreement(captions["float32"], captions["bfloat16"])
+  in_order, _ = lcs_agreement(captions["float32"], captions["bfloat16"])
   diff = np.abs(logits["float32"] - logits["bfloat16"]).max()
   spread = np.ptp(logits["float32"])
-  print(f"bf16 vs fp32: {same}/{total} tokens agree; logits max |Δ| {diff:.3f} "
-        f"of range {spread:.2f}")
-  assert total > 16 and same >= 0.8 * total
+  print(f"bf16 vs fp32: next-token argmax agree at {decided:.4f} of {text_bl.sum()} caption "
+        f"positions; greedy captions {same}/{total} tokens by position, {in_order}/{total} in "
+        f"order; logits max |Δ| {diff:.3f} of range {spread:.2f}")
+  assert text_bl.sum() > 100 and decided >= 0.95
+  assert total > 16 and in_order >= 0.8 * total
   assert diff <= 0.05 * spread
 
 

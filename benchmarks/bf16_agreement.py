@@ -92,7 +92,7 @@ def main(argv=None) -> int:
   logits_fn = nnx.jit(_logits)
   for dtype in DTYPES:
     cfg = evaluate.with_weights_dtype(config, dtype)
-    model, step = evaluate.load_model(cfg, args.workdir, mesh, weights_dtype=dtype)
+    model, step = evaluate.load_model(cfg, args.workdir, mesh)
     rows = evaluate.caption_split(model, cfg, tok, mesh, args.split, source=src, progress=False)
     captions[dtype] = [tok.encode(r["caption"]) for r in rows]
     scored = evaluate.score(rows, sources)      # AutoDQ and TEM: their F1

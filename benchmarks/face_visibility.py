@@ -27,8 +27,8 @@ age, hair colour and length, skin tone, glasses, beard; the values of
 ``attribute_supervision.ATTRIBUTE_VALUES``) on every face frame, with that
 module's loss, and scored on the test split per frame and per clip (the mean
 logits over the clip's face frames) by accuracy against the majority-class
-prior. A clip-level accuracy near the prior: the crops do not show the
-attribute, and no captioner reading them can name it.
+prior. A clip-level accuracy near the prior: this tower does not read the
+attribute from the crops (a wider tower may: README "Reading the face").
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def load_split(name: str, data_dir: str, split: str, gt_dir: pathlib.Path,
   import tensorflow_datasets as tfds
   from facetrack_jax.input_pipeline import _images, _text
   src = tfds.data_source(name, data_dir=data_dir, split=split)
-  crops, labels, masks, targets = [], [], [], []
+  crops, labels, masks, targets, clip_ids = [], [], [], [], []
   for i in range(len(src)):
     ex = src[i]
     cid = _text(ex["id"])
@@ -92,7 +92,7 @@ def load_split(name: str, data_dir: str, split: str, gt_dir: pathlib.Path,
     if attributes:
       crops.append(faces[mask])
       labels.append(np.repeat(attribute_labels(gt)[None], int(mask.sum()), axis=0))
-      masks.append(np.full(int(mask.sum()), i, np.int32))
+      clip_ids.append(np.full(int(mask.sum()), i, np.int32))
       continue
     y = frame_labels(gt, len(faces))
     if by_clip:
@@ -107,7 +107,7 @@ def load_split(name: str, data_dir: str, split: str, gt_dir: pathlib.Path,
   if by_clip:
     return tuple(map(np.stack, (crops, labels, masks, targets)))
   if attributes:
-    return np.concatenate(crops), np.concatenate(labels), np.concatenate(masks)
+    return np.concatenate(crops), np.concatenate(labels), np.concatenate(clip_ids)
   return np.concatenate(crops), np.concatenate(labels)
 
 
@@ -211,8 +211,8 @@ def _write(out: str, result: dict, lines: list[str]) -> int:
   return 0
 
 
-def _attributes_report(a, face_cfg, gt, t0) -> int:
-  x_te, y_te, c_te = load_split(a.name, a.data_dir, "test", gt, attributes=True)
+def _attributes_report(a, face_cfg, gt, t0, test) -> int:
+  x_te, y_te, c_te = test
   x_tr, y_tr, c_tr = load_split(a.name, a.data_dir, "train", gt, attributes=True)
   rows = attribute_scores(train_probe(face_cfg, x_tr, y_tr, x_te, a.steps, a.batch), y_te, c_te)
   result = {"dataset": a.name, "labels": a.labels, "face_size": int(x_te.shape[1]),
@@ -252,11 +252,12 @@ def main(argv=None) -> int:
   config = demo.demo_config("full")
   gt = pathlib.Path(a.ground_truth)
   t0 = time.perf_counter()
-  x_te, y_te = load_split(a.name, a.data_dir, "test", gt)
+  test = load_split(a.name, a.data_dir, "test", gt, attributes=a.labels == "attributes")
   face_cfg = config.model.face_vit.copy_and_resolve_references()
-  face_cfg.image_size = x_te.shape[1]
+  face_cfg.image_size = test[0].shape[1]
   if a.labels == "attributes":
-    return _attributes_report(a, face_cfg, gt, t0)
+    return _attributes_report(a, face_cfg, gt, t0, test)
+  x_te, y_te = test
   if a.labels == "captions":
     from facetrack_jax.event_supervision import EVENT_KEYS
     x_tr, _, m_tr, y_tr = load_split(a.name, a.data_dir, "train", gt, by_clip=True)

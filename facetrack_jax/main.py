@@ -58,7 +58,9 @@ class Size:
 # 3-layer LM of width 128, batch 32, AdamW 1e-3), sized to ~20 min on 2 cores.
 _FULL_MODEL = {
     "model.vit.width": 96, "model.vit.num_heads": 3, "model.vit.mlp_dim": 192,
-    "model.face_vit.width": 96, "model.face_vit.num_heads": 3, "model.face_vit.mlp_dim": 192,
+    # The face ViT is twice as wide as the global one: at width 96 appearance and
+    # events traded off in it (README "Reading the face", configs/sweeps/face_capacity.py).
+    "model.face_vit.width": 192, "model.face_vit.num_heads": 6, "model.face_vit.mlp_dim": 384,
     "model.lm.width": 128, "model.lm.depth": 3, "model.lm.num_heads": 4,
     "model.lm.num_kv_heads": 2, "model.lm.head_dim": 32, "model.lm.mlp_dim": 256,
     "model.lm.vocab_size": 768,

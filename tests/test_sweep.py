@@ -104,17 +104,25 @@ def test_face_token_sweep_keeps_the_caption_room_and_follows_the_crop(tmp_path):
   pinned.model.face_event_head, pinned.model.face_tower_grad = False, 1.0
   pinned.train.face_event_loss_weight = 0.0
   pinned.model.face_attribute_head, pinned.train.face_attribute_loss_weight = False, 0.0
+  pinned.model.face_vit.update(width=96, num_heads=3, mlp_dim=192)
   assert by["face_tokens=4,seed=0"].to_json() == pinned.to_json()
-  # ... the face-attribute sweep's point at the demo's weight is the demo today ...
-  _, runs = sweep.plan(ROOT / "configs/sweeps/face_attributes.py", tmp_path / "w", tmp_path / "d",
+  # ... the face-capacity sweep's point at the demo's weight is the demo today ...
+  _, runs = sweep.plan(ROOT / "configs/sweeps/face_capacity.py", tmp_path / "w", tmp_path / "d",
                        "full", [])
   now = {r.name: r.config for r in runs}
-  assert now["face_attribute_head=True,face_attribute_loss_weight=0.03,seed=0"
+  assert now["width=192,num_heads=6,mlp_dim=384,face_attribute_loss_weight=0.03,seed=0"
              ].to_json() == demo_cfg.to_json()
-  # ... and the face-event sweep's point at its face_tower_grad is the demo without it.
+  # ... the face-attribute sweep's point at that weight is the demo with the narrow face ViT ...
+  narrow = demo_cfg.copy_and_resolve_references()
+  narrow.model.face_vit.update(width=96, num_heads=3, mlp_dim=192)
+  _, runs = sweep.plan(ROOT / "configs/sweeps/face_attributes.py", tmp_path / "w", tmp_path / "d",
+                       "full", [])
+  assert {r.name: r.config for r in runs}[
+      "face_attribute_head=True,face_attribute_loss_weight=0.03,seed=0"].to_json() == narrow.to_json()
+  # ... and the face-event sweep's point at its face_tower_grad is that without the head.
   _, runs = sweep.plan(ROOT / "configs/sweeps/face_events.py", tmp_path / "w", tmp_path / "d",
                        "full", [])
-  before = demo_cfg.copy_and_resolve_references()
+  before = narrow.copy_and_resolve_references()
   before.model.face_attribute_head, before.train.face_attribute_loss_weight = False, 0.0
   assert {r.name: r.config for r in runs}[
       "face_event_head=True,face_event_loss_weight=1.0,face_tower_grad=0.1,seed=0"

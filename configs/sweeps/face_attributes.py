@@ -13,7 +13,8 @@ LM reads (TEM 0.25 at weight 0.1); this one reads the face tower's output,
 where the caption loss's share is a tenth. Every other setting is the demo's
 before this head (``face_events.py`` at ``face_tower_grad=0.1``), which is the
 baseline. The demo took weight 0.03 (2026-12-07): its point ``0.03,seed=0`` is
-the demo's config exactly.
+the demo's config with the face ViT at width 96 (the demo's is 192 since
+``face_capacity.py``).
 """
 
 import pathlib

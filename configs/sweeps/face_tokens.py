@@ -23,7 +23,7 @@ Pinned: the demo as it was when this sweep was measured (2026-12-05..07),
 before the face tower got its own event and appearance heads
 (``face_event_supervision.py``, ``face_attribute_supervision.py``, on in the
 demo since 2026-12-07; ``face_events.py`` and ``face_attributes.py`` measure
-them at K = 4). Those heads need a face tower, and K = 0 has none, so this
+them at K = 4) and before its face ViT grew to width 192 (``face_capacity.py``). Those heads need a face tower, and K = 0 has none, so this
 sweep keeps one setting for every K; ``event_weight.py`` and
 ``face_reading.py`` build on it.
 """
@@ -47,6 +47,7 @@ def get_config(size: str = "full"):
   config.data.shuffle_seed = config.get_ref("seed")
   m.face_event_head, config.train.face_event_loss_weight, m.face_tower_grad = False, 0.0, 1.0
   m.face_attribute_head, config.train.face_attribute_loss_weight = False, 0.0
+  m.face_vit.update(width=96, num_heads=3, mlp_dim=192)
   return config
 
 

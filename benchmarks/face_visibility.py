@@ -27,8 +27,10 @@ age, hair colour and length, skin tone, glasses, beard; the values of
 ``attribute_supervision.ATTRIBUTE_VALUES``) on every face frame, with that
 module's loss, and scored on the test split per frame and per clip (the mean
 logits over the clip's face frames) by accuracy against the majority-class
-prior. A clip-level accuracy near the prior: this tower does not read the
-attribute from the crops (a wider tower may: README "Reading the face").
+prior. Not a bound of the crops: trained on appearance alone, without
+augmentation, the probe fits the training people, and the captioner's own
+face head reads gender and age better (README "Reading the face");
+``benchmarks/attribute_cues.py`` bounds what the coarse cues give.
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ class Size:
   overrides: dict = dataclasses.field(default_factory=dict)   # dotted config keys
 
 
-# Full size: the DESIGN-NOTES calibration model (2-layer ViTs of width 96,
+# Full size: the DESIGN-NOTES calibration model (2-layer ViTs, the global one of width 96,
 # 3-layer LM of width 128, batch 32, AdamW 1e-3), sized to ~20 min on 2 cores.
 _FULL_MODEL = {
     "model.vit.width": 96, "model.vit.num_heads": 3, "model.vit.mlp_dim": 192,

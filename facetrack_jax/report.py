@@ -269,8 +269,7 @@ def plot_points(series: Mapping[str, Sequence[tuple]], out_png: str | os.PathLik
   py = lambda y: int(top + (y1 - y) / (y1 - y0) * (h - top - bottom))
   _grid(img, [(py(y), f"{y:.3g}") for y in _nice_ticks(y0, y1) if y0 <= y <= y1],
         [(px(x), f"{x:g}" if numeric else str(x)) for x in xs], (left, right, top, bottom))
-  font, black = cv2.FONT_HERSHEY_SIMPLEX, (0, 0, 0)
-  for i, (label, vals) in enumerate(series.items()):
+  for i, vals in enumerate(series.values()):
     colour = _COLOURS[i % len(_COLOURS)]
     vals = sorted(vals, key=lambda v: xs.index(v[0]))
     line = np.array([[px(x), py(m)] for x, m, _ in vals], np.int32)
@@ -282,9 +281,48 @@ def plot_points(series: Mapping[str, Sequence[tuple]], out_png: str | os.PathLik
       for y in (m - sd, m + sd):
         cv2.line(img, (c - 4, py(y)), (c + 4, py(y)), colour, 1, cv2.LINE_AA)
       cv2.circle(img, (c, py(m)), 4, colour, -1, cv2.LINE_AA)
-    cv2.putText(img, label, (w - right - 8 * len(label), 18 + 16 * i), font, 0.45, colour, 1,
-                cv2.LINE_AA)
+  _legend(img, list(series), title, x_label, left, right)
+  return _write_png(img, out_png, "plot_points")
+
+
+def _legend(img, labels: list[str], title: str, x_label: str, left: int, right: int,
+            y_label: str = "", top: int = 0) -> None:
+  """Series labels in their colours (top right), the title, the axis labels."""
+  import cv2
+  h, w = img.shape[:2]
+  font, black = cv2.FONT_HERSHEY_SIMPLEX, (0, 0, 0)
+  for i, label in enumerate(labels):
+    cv2.putText(img, label, (w - right - 8 * len(label), 18 + 16 * i), font, 0.45,
+                _COLOURS[i % len(_COLOURS)], 1, cv2.LINE_AA)
   cv2.putText(img, title, (left, 24), font, 0.55, black, 1, cv2.LINE_AA)
   cv2.putText(img, x_label, (w // 2 - 4 * len(x_label), h - 10), font, 0.45, black, 1,
               cv2.LINE_AA)
-  return _write_png(img, out_png, "plot_points")
+  if y_label:
+    cv2.putText(img, y_label, (4, top - 8), font, 0.4, black, 1, cv2.LINE_AA)
+
+
+# -- a scatter of (x, y) points -----------------------------------------------------------
+def plot_scatter(series: Mapping[str, Sequence[tuple]], out_png: str | os.PathLike, *,
+                 title: str, x_label: str, y_label: str, size: tuple[int, int] = (720, 480)):
+  """A PNG of ``{label: [(x, y), ...]}``, one colour per series, numeric axes."""
+  import cv2
+  pts = [(x, y) for v in series.values() for x, y in v]
+  if not pts or not all(math.isfinite(x) and math.isfinite(y) for x, y in pts):
+    raise ValueError("plot_scatter: needs finite points")
+  lo = lambda vs: (min(vs) - max(max(vs) - min(vs), 1e-3) * 0.05)
+  hi = lambda vs: (max(vs) + max(max(vs) - min(vs), 1e-3) * 0.05)
+  x0, x1 = lo([x for x, _ in pts]), hi([x for x, _ in pts])
+  y0, y1 = lo([y for _, y in pts]), hi([y for _, y in pts])
+  w, h = size
+  left, right, top, bottom = 70, 20, max(36, 16 + 16 * len(series)), 48   # legend above
+  img = np.full((h, w, 3), 255, np.uint8)
+  px = lambda x: int(left + (x - x0) / (x1 - x0) * (w - left - right))
+  py = lambda y: int(top + (y1 - y) / (y1 - y0) * (h - top - bottom))
+  _grid(img, [(py(y), f"{y:.3g}") for y in _nice_ticks(y0, y1) if y0 <= y <= y1],
+        [(px(x), f"{x:.3g}") for x in _nice_ticks(x0, x1) if x0 <= x <= x1],
+        (left, right, top, bottom))
+  for i, vals in enumerate(series.values()):
+    for x, y in vals:
+      cv2.circle(img, (px(x), py(y)), 4, _COLOURS[i % len(_COLOURS)], -1, cv2.LINE_AA)
+  _legend(img, list(series), title, x_label, left, right, y_label, top)
+  return _write_png(img, out_png, "plot_scatter")

@@ -22,8 +22,9 @@ batch are dropped), detokenises and scores with
   (≈ 0 = named at chance);
 * ``per_attribute.json`` — per appearance attribute (gender, age, hair
   colour / length, skin, glasses, beard): accuracy, the majority-class
-  prior, lift = accuracy − prior, how often predictions state it (both
-  from :mod:`facetrack_jax.metrics.breakdowns`);
+  prior, lift = accuracy − prior, how often predictions state it, and the
+  accuracy where both captions state it (both from
+  :mod:`facetrack_jax.metrics.breakdowns`);
 * ``heads.json`` — with training heads (event / attribute loss), what they
   read off the visual tokens of the same clips (:mod:`head_readout`: head
   accuracy or AUC beside the captions' lift);

@@ -141,8 +141,12 @@ def test_accuracy_prior_and_lift_on_constructed_pairs():
     assert r["accuracy"] == pytest.approx(acc) and r["prior"] == pytest.approx(prior), a
     assert r["lift"] == pytest.approx(acc - prior) and r["stated_rate"] == pytest.approx(rate), a
   assert b["hair_colour"]["ref_values"] == {"black": 2, "brown": 1, "grey": 1}
+  # Right when said: clip 3 states no age, so age is 2 of the 3 clips both state.
+  assert b["age"]["accuracy_when_stated"] == pytest.approx(2 / 3)
+  assert b["skin"]["accuracy_when_stated"] == 0.0 and b["gender"]["accuracy_when_stated"] == 0.75
   none = attribute_breakdown({"1": PREDS["1"]}, {"1": REFS["1"]})["skin"]   # no reference states skin
   assert none["n_ref"] == 0 and none["accuracy"] is None and none["lift"] is None
+  assert none["accuracy_when_stated"] is None
   with pytest.raises(ValueError, match="no id"):
     attribute_breakdown({"a": "x"}, {"b": "y"})
 
@@ -152,6 +156,7 @@ def test_perfect_and_video_blind_predictions(generated):
   perfect = attribute_breakdown(refs, refs)
   for a, r in perfect.items():
     assert r["accuracy"] == 1.0 and r["lift"] == pytest.approx(1 - r["prior"]), a
+    assert r["accuracy_when_stated"] == 1.0, a
   constant = next(iter(refs.values()))      # the same caption for every clip
   said = read_attributes(constant)
   for a, r in attribute_breakdown({i: constant for i in refs}, refs).items():

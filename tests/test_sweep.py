@@ -112,6 +112,13 @@ def test_face_token_sweep_keeps_the_caption_room_and_follows_the_crop(tmp_path):
   now = {r.name: r.config for r in runs}
   assert now["width=192,num_heads=6,mlp_dim=384,face_attribute_loss_weight=0.03,seed=0"
              ].to_json() == demo_cfg.to_json()
+  # ... the wide tower's event-weight points are the demo with one loss weight at 3 ...
+  _, runs = sweep.plan(ROOT / "configs/sweeps/event_weight_wide.py", tmp_path / "w",
+                       tmp_path / "d", "full", [])
+  for key in ("event_loss_weight", "face_event_loss_weight"):
+    heavier = demo_cfg.copy_and_resolve_references()
+    heavier.train[key] = 3.0
+    assert {r.name: r.config for r in runs}[f"{key}=3.0,seed=0"].to_json() == heavier.to_json()
   # ... the face-attribute sweep's point at that weight is the demo with the narrow face ViT ...
   narrow = demo_cfg.copy_and_resolve_references()
   narrow.model.face_vit.update(width=96, num_heads=3, mlp_dim=192)

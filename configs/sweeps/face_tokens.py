@@ -23,8 +23,9 @@ Pinned: the demo as it was when this sweep was measured (2026-12-05..07),
 before the face tower got its own event and appearance heads
 (``face_event_supervision.py``, ``face_attribute_supervision.py``, on in the
 demo since 2026-12-07; ``face_events.py`` and ``face_attributes.py`` measure
-them at K = 4) and before its face ViT grew to width 192 (``face_capacity.py``). Those heads need a face tower, and K = 0 has none, so this
-sweep keeps one setting for every K; ``event_weight.py`` and
+them at K = 4), and with its face ViT at width 96 (192 in the demo since
+``face_capacity.py``). Those heads need a face tower, and K = 0 has none, so
+this sweep keeps one setting for every K; ``event_weight.py`` and
 ``face_reading.py`` build on it.
 """
 

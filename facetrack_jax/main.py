@@ -69,7 +69,8 @@ _FULL_MODEL = {
     # face tower mostly through its own event and appearance heads, with a
     # tenth of the caption loss's gradient (face_event_supervision.py,
     # face_attribute_supervision.py, README "Reading the face").
-    "model.event_head": True, "train.event_loss_weight": 1.0,
+    # The token event loss at weight 3 (configs/sweeps/event_weight_wide.py).
+    "model.event_head": True, "train.event_loss_weight": 3.0,
     "model.face_event_head": True, "train.face_event_loss_weight": 1.0,
     "model.face_attribute_head": True, "train.face_attribute_loss_weight": 0.03,
     "model.face_tower_grad": 0.1,

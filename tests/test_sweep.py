@@ -105,22 +105,27 @@ def test_face_token_sweep_keeps_the_caption_room_and_follows_the_crop(tmp_path):
   pinned.train.face_event_loss_weight = 0.0
   pinned.model.face_attribute_head, pinned.train.face_attribute_loss_weight = False, 0.0
   pinned.model.face_vit.update(width=96, num_heads=3, mlp_dim=192)
+  pinned.train.event_loss_weight = 1.0
   assert by["face_tokens=4,seed=0"].to_json() == pinned.to_json()
-  # ... the face-capacity sweep's point at the demo's weight is the demo today ...
+  # ... the wide tower's token event loss at 3 is the demo today, its face event loss
+  # at 3 the demo with the token one at 1 and the face one at 3 ...
+  _, runs = sweep.plan(ROOT / "configs/sweeps/event_weight_wide.py", tmp_path / "w",
+                       tmp_path / "d", "full", [])
+  wide = {r.name: r.config for r in runs}
+  assert wide["event_loss_weight=3.0,seed=0"].to_json() == demo_cfg.to_json()
+  light = demo_cfg.copy_and_resolve_references()
+  light.train.event_loss_weight = 1.0
+  face3 = light.copy_and_resolve_references()
+  face3.train.face_event_loss_weight = 3.0
+  assert wide["face_event_loss_weight=3.0,seed=0"].to_json() == face3.to_json()
+  # ... the face-capacity sweep's point at the demo's weight is that with the token one at 1 ...
   _, runs = sweep.plan(ROOT / "configs/sweeps/face_capacity.py", tmp_path / "w", tmp_path / "d",
                        "full", [])
   now = {r.name: r.config for r in runs}
   assert now["width=192,num_heads=6,mlp_dim=384,face_attribute_loss_weight=0.03,seed=0"
-             ].to_json() == demo_cfg.to_json()
-  # ... the wide tower's event-weight points are the demo with one loss weight at 3 ...
-  _, runs = sweep.plan(ROOT / "configs/sweeps/event_weight_wide.py", tmp_path / "w",
-                       tmp_path / "d", "full", [])
-  for key in ("event_loss_weight", "face_event_loss_weight"):
-    heavier = demo_cfg.copy_and_resolve_references()
-    heavier.train[key] = 3.0
-    assert {r.name: r.config for r in runs}[f"{key}=3.0,seed=0"].to_json() == heavier.to_json()
-  # ... the face-attribute sweep's point at that weight is the demo with the narrow face ViT ...
-  narrow = demo_cfg.copy_and_resolve_references()
+             ].to_json() == light.to_json()
+  # ... the face-attribute sweep's point at that weight is that with the narrow face ViT ...
+  narrow = light.copy_and_resolve_references()
   narrow.model.face_vit.update(width=96, num_heads=3, mlp_dim=192)
   _, runs = sweep.plan(ROOT / "configs/sweeps/face_attributes.py", tmp_path / "w", tmp_path / "d",
                        "full", [])

@@ -10,7 +10,8 @@ config (``face_attributes.py`` at 0.03, seed 0) with the face ViT at width
 192 (6 heads, MLP 384), at appearance weights 0.03 and 0.1, × 3 seeds. The
 demo took width 192 at 0.03 (2026-12-07: TEM 0.549 ± 0.046 over 3 seeds against
 0.485 ± 0.032 at width 96, and every attribute but the beard named more often):
-its point ``0.03,seed=0`` is the demo's config exactly.
+its point ``0.03,seed=0`` is the demo's config with the token event loss at
+weight 1 (3 in the demo since ``event_weight_wide.py``).
 """
 
 import pathlib

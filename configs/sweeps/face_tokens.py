@@ -23,8 +23,9 @@ Pinned: the demo as it was when this sweep was measured (2026-12-05..07),
 before the face tower got its own event and appearance heads
 (``face_event_supervision.py``, ``face_attribute_supervision.py``, on in the
 demo since 2026-12-07; ``face_events.py`` and ``face_attributes.py`` measure
-them at K = 4), and with its face ViT at width 96 (192 in the demo since
-``face_capacity.py``). Those heads need a face tower, and K = 0 has none, so
+them at K = 4), with its face ViT at width 96 (192 in the demo since
+``face_capacity.py``) and the token event loss at weight 1 (3 since
+``event_weight_wide.py``). Those heads need a face tower, and K = 0 has none, so
 this sweep keeps one setting for every K; ``event_weight.py`` and
 ``face_reading.py`` build on it.
 """
@@ -49,6 +50,7 @@ def get_config(size: str = "full"):
   m.face_event_head, config.train.face_event_loss_weight, m.face_tower_grad = False, 0.0, 1.0
   m.face_attribute_head, config.train.face_attribute_loss_weight = False, 0.0
   m.face_vit.update(width=96, num_heads=3, mlp_dim=192)
+  config.train.event_loss_weight = 1.0
   return config
 
 

@@ -26,8 +26,8 @@ import sys
 
 import numpy as np
 
-# The lip colour the generator gives a face without lipstick (people.py).
-_LIP_GAIN, _LIP_ADD = np.array([0.86, 0.58, 0.58]), np.array([18, 0, 0])
+from benchmarks.common import write_result
+from data_prep.synthetic.people import plain_lip_rgb
 
 # attribute -> {cue set label: cue names}
 CUE_SETS = {
@@ -47,8 +47,7 @@ CUE_SETS = {
 def cues(attributes: dict) -> dict:
   """The main character's cue values: its caption attributes and ``lipstick``
   (its lips are not the colour the generator derives from the skin)."""
-  skin = np.asarray(attributes["skin_rgb"], np.float64)
-  plain = np.clip(np.round(skin * _LIP_GAIN + _LIP_ADD), 0, 255)
+  plain = plain_lip_rgb(np.asarray(attributes["skin_rgb"], np.float64))
   lipstick = bool(np.abs(np.asarray(attributes["lip_rgb"]) - plain).max() > 1)
   return {**attributes, "lipstick": lipstick}
 
@@ -110,12 +109,7 @@ def main(argv=None) -> int:
   for target, r in rows.items():
     lines += [f"| {target} | {label} | {acc:.3f} | {r['prior']:.3f} | "
               f"{r['cues_all_clips'][label]:.3f} |" for label, acc in r["cues"].items()]
-  path = pathlib.Path(a.out)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(json.dumps(result, indent=1) + "\n")
-  path.with_suffix(".md").write_text("\n".join(lines) + "\n")
-  print("\n".join(lines))
-  return 0
+  return write_result(a.out, result, lines)
 
 
 if __name__ == "__main__":

@@ -27,8 +27,6 @@ Writes ``<out>`` (JSON) and a Markdown table beside it.
 from __future__ import annotations
 
 import argparse
-import json
-import pathlib
 import sys
 import time
 
@@ -70,7 +68,7 @@ def lcs_agreement(a_rows: list[list[int]], b_rows: list[list[int]]) -> tuple[int
 
 
 def main(argv=None) -> int:
-  from benchmarks.common import add_run_args, run_config
+  from benchmarks.common import add_run_args, run_config, write_result
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   add_run_args(p)
   p.add_argument("--split", default="test")
@@ -134,9 +132,6 @@ def main(argv=None) -> int:
                           next_token_accuracy=tf_acc),
       logits=dict(max_abs_delta=max_delta, fp32_range=spread),
       metrics=metrics, seconds=time.perf_counter() - t0)
-  out = pathlib.Path(args.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(result, indent=1) + "\n")
   fr, tf = result["free_running"], result["teacher_forced"]
   lines = [f"# bf16 weights against fp32: {args.run} (step {step}, {args.split} split, "
            f"{result['clips']} clips)", "",
@@ -154,9 +149,7 @@ def main(argv=None) -> int:
   lines += [f"| {d}: CIDEr, ROUGE-L, AutoDQ, TEM | "
             + ", ".join(f"{metrics[d][k]:.3f}" for k in ("cider", "rouge_l", "autodq", "tem"))
             + " |" for d in DTYPES]
-  out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-  print("\n".join(lines))
-  return 0
+  return write_result(args.out, result, lines)
 
 
 if __name__ == "__main__":

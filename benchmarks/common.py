@@ -13,6 +13,7 @@ compute dtype (fp32 on CPU, bf16 on GPU/TPU).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import pathlib
 import platform
@@ -258,3 +259,15 @@ def run_config(p, args):
   if args.run not in by_name:
     p.error(f"--run {args.run!r}: not a run of {args.sweep} (runs: {sorted(by_name)})")
   return by_name[args.run].config
+
+
+# -- results ---------------------------------------------------------------------------
+def write_result(out, result: dict, lines: list[str]) -> int:
+  """``result`` as JSON at ``out``, ``lines`` as Markdown beside it (``.md``)
+  and on stdout; 0, the benchmark's exit status."""
+  path = pathlib.Path(out)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(result, indent=1) + "\n")
+  path.with_suffix(".md").write_text("\n".join(lines) + "\n")
+  print("\n".join(lines))
+  return 0

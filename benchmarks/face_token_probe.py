@@ -25,7 +25,6 @@ high) but every stage here misses was not learned by the tower; one that
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import sys
 import time
@@ -78,7 +77,7 @@ def ridge_scores(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
 
 
 def main(argv=None) -> int:
-  from benchmarks.common import add_run_args, run_config
+  from benchmarks.common import add_run_args, run_config, write_result
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   add_run_args(p)
   p.add_argument("--ground-truth", required=True, help="the synthetic set's ground_truth/")
@@ -113,9 +112,6 @@ def main(argv=None) -> int:
                 frames={k: len(v) for k, v in labels.items()},
                 dims={s: int(feats["test"][s].shape[1]) for s in STAGES},
                 auc=rows, seconds=time.perf_counter() - t0)
-  out = pathlib.Path(args.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(result, indent=1) + "\n")
   lines = [f"# Linear probes along the face path: {args.run} (step {step})", "",
            f"{result['frames']['train']} train / {result['frames']['test']} test face frames, "
            f"ridge alpha {args.alpha}; test ROC AUC per event and stage "
@@ -123,9 +119,7 @@ def main(argv=None) -> int:
            "| event | " + " | ".join(STAGES) + " |", "|---|" + "---|" * len(STAGES)]
   lines += [f"| {k} | " + " | ".join(f"{r[s]:.3f}" for s in STAGES) + " |"
             for k, r in rows.items()]
-  out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-  print("\n".join(lines))
-  return 0
+  return write_result(args.out, result, lines)
 
 
 if __name__ == "__main__":

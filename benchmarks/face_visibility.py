@@ -43,6 +43,7 @@ import time
 
 import numpy as np
 
+from benchmarks.common import write_result
 from data_prep.video import sample_indices
 from facetrack_jax.events import SYNTHETIC_EVENTS
 from facetrack_jax.head_readout import roc_auc
@@ -203,16 +204,6 @@ def attribute_scores(logits_nc: np.ndarray, y_na: np.ndarray, clip_n: np.ndarray
   return out
 
 
-def _write(out: str, result: dict, lines: list[str]) -> int:
-  """``result`` as JSON at ``out``, ``lines`` as Markdown beside it and on stdout."""
-  path = pathlib.Path(out)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(json.dumps(result, indent=1) + "\n")
-  path.with_suffix(".md").write_text("\n".join(lines) + "\n")
-  print("\n".join(lines))
-  return 0
-
-
 def _attributes_report(a, face_cfg, gt, t0, test) -> int:
   x_te, y_te, c_te = test
   x_tr, y_tr, c_tr = load_split(a.name, a.data_dir, "train", gt, attributes=True)
@@ -231,7 +222,7 @@ def _attributes_report(a, face_cfg, gt, t0, test) -> int:
            "|---|---|---|---|---|"]
   lines += [f"| {k} | {r['frame_accuracy']:.3f} | {r['clip_accuracy']:.3f} | {r['prior']:.3f} | "
             f"{r['clip_accuracy'] - r['prior']:+.3f} |" for k, r in rows.items()]
-  return _write(a.out, result, lines)
+  return write_result(a.out, result, lines)
 
 
 def main(argv=None) -> int:
@@ -283,7 +274,7 @@ def main(argv=None) -> int:
            "ROC AUC on test frames.\n",
            "| event | active test frames | AUC |", "|---|---|---|"]
   lines += [f"| {k} | {r['test_frames_active']} | {r['auc']:.3f} |" for k, r in rows.items()]
-  return _write(a.out, result, lines)
+  return write_result(a.out, result, lines)
 
 
 if __name__ == "__main__":

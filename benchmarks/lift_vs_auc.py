@@ -22,6 +22,9 @@ import pathlib
 import sys
 
 import numpy as np
+from scipy import stats
+
+from benchmarks.common import write_result
 
 MOUTH = ("mouth_talk", "mouth_smile", "mouth_frown", "lips_press", "mouth_open", "mouth_close")
 BANDS = (0.0, 0.7, 0.85, 0.9, 0.95, 1.01)
@@ -44,19 +47,6 @@ def read_run(run: str, head: str) -> list[dict]:
   return [{"event": k, "auc": float(v["auc"]), "lift": float(events[k]["lift"])}
           for k, v in heads[head].items()
           if k in events and np.isfinite(v.get("auc", np.nan))]
-
-
-def spearman(x: np.ndarray, y: np.ndarray) -> float:
-  """Spearman's rank correlation (average ranks for ties)."""
-  def ranks(v):
-    order = np.argsort(v, kind="stable")
-    r = np.empty(len(v))
-    r[order] = np.arange(len(v))
-    for u in np.unique(v):                      # ties share their mean rank
-      r[v == u] = r[v == u].mean()
-    return r
-  rx, ry = ranks(np.asarray(x, float)), ranks(np.asarray(y, float))
-  return float(np.corrcoef(rx, ry)[0, 1])
 
 
 def bands(pairs: list[dict]) -> list[dict]:
@@ -85,7 +75,8 @@ def main(argv=None) -> int:
     p.error(f"{len(pairs)} (run, event) pairs: too few to compare")
   x = np.array([q["auc"] for q in pairs])
   y = np.array([q["lift"] for q in pairs])
-  result = {"head": a.head, "runs": a.runs, "spearman": spearman(x, y), "bands": bands(pairs),
+  result = {"head": a.head, "runs": a.runs, "spearman": float(stats.spearmanr(x, y).statistic),
+            "bands": bands(pairs),
             "pairs": pairs}
   lines = [f"# Caption lift against the `{a.head}` head's AUC ({len(a.runs)} runs)\n",
            f"{len(pairs)} (run, event) pairs; Spearman rank correlation "
@@ -101,17 +92,13 @@ def main(argv=None) -> int:
   for k, qs in sorted(by_event.items(), key=lambda kv: np.mean([q["auc"] for q in kv[1]])):
     lines.append(f"| {k} | {np.mean([q['auc'] for q in qs]):.2f} | "
                  f"{np.mean([q['lift'] for q in qs]):+.2f} |")
-  out = pathlib.Path(a.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(result, indent=1) + "\n")
-  out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+  write_result(a.out, result, lines)
   from facetrack_jax.report import plot_scatter
   plot_scatter({"mouth": [(q["auc"], q["lift"]) for q in pairs if q["event"] in MOUTH],
                 "eyes, brows, gaze, head": [(q["auc"], q["lift"]) for q in pairs
                                             if q["event"] not in MOUTH]},
-               out.with_suffix(".png"), title=f"caption lift vs {a.head} head AUC",
-               x_label="head ROC AUC", y_label="lift")
-  print("\n".join(lines))
+               pathlib.Path(a.out).with_suffix(".png"),
+               title=f"caption lift vs {a.head} head AUC", x_label="head ROC AUC", y_label="lift")
   return 0
 
 

@@ -6,7 +6,6 @@ import json
 import cv2
 import numpy as np
 import pytest
-from scipy import stats
 
 from benchmarks import lift_vs_auc
 
@@ -19,13 +18,6 @@ def _run(tmp_path, name, auc_lift: dict, head="event"):
   (tmp_path / f"{name}.heads.json").write_text(json.dumps(heads))
   (tmp_path / f"{name}.per_event.json").write_text(json.dumps(events))
   return str(prefix)
-
-
-def test_spearman_matches_scipy_with_ties():
-  rng = np.random.default_rng(0)
-  x = rng.integers(0, 5, 40).astype(float)
-  y = x + rng.normal(0, 1.5, 40)
-  assert lift_vs_auc.spearman(x, y) == pytest.approx(stats.spearmanr(x, y).statistic, abs=1e-12)
 
 
 def test_pairs_bands_and_scatter(tmp_path):
@@ -41,8 +33,8 @@ def test_pairs_bands_and_scatter(tmp_path):
   assert top["pairs"] == 2 and top["mean_lift"] == pytest.approx(0.4)
   assert top["min_lift"] == pytest.approx(0.2) and top["share_lift_ge_0.3"] == 0.5
   assert by_band[(0.9, 0.95)]["share_lift_ge_0.3"] == 1.0
-  assert r["spearman"] == pytest.approx(stats.spearmanr([0.98, 0.6, 0.92, 0.96, 0.75],
-                                                        [0.6, 0.0, 0.35, 0.2, 0.1]).statistic)
+  # Ranks by AUC 5 1 3 4 2, by lift 5 1 4 3 2: 1 - 6·(1 + 1) / (5·24) = 0.9.
+  assert r["spearman"] == pytest.approx(0.9)
   img = cv2.imread(str(out.with_suffix(".png")))
   assert img is not None and img.shape == (480, 720, 3)
   assert (np.abs(img.astype(int) - [160, 70, 20]).sum(-1) < 30).sum() > 20   # mouth points

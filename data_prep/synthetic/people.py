@@ -54,7 +54,7 @@ def sample_attributes(rng: np.random.Generator) -> dict:
   skin = _pick(rng, tuple(SKIN))
   skin_rgb = np.asarray(SKIN[skin]) + rng.integers(-8, 9, 3)
   hair_rgb = np.asarray(HAIR[hair_colour]) + rng.integers(-8, 9, 3)
-  lip = skin_rgb * [0.86, 0.58, 0.58] + [18, 0, 0]
+  lip = _plain_lip(skin_rgb)
   if gender == "woman" and rng.random() < 0.4:
     lip = np.array([176, 48, 62]) + rng.integers(-16, 17, 3)
   shirt = rng.integers(30, 226, 3)
@@ -67,6 +67,17 @@ def sample_attributes(rng: np.random.Generator) -> dict:
       "eye_rgb": _rgb(_pick(rng, EYES)), "shirt_rgb": _rgb(shirt),
       "glasses_rgb": _rgb(_pick(rng, GLASSES)),
   }
+
+
+def _plain_lip(skin_rgb: np.ndarray) -> np.ndarray:
+  """float[3]: the lip colour of a face without lipstick, from its skin's."""
+  return skin_rgb * [0.86, 0.58, 0.58] + [18, 0, 0]
+
+
+def plain_lip_rgb(skin_rgb) -> list[int]:
+  """The ``lip_rgb`` a person without lipstick gets for ``skin_rgb`` (so a
+  reader of the attributes can tell lipstick apart)."""
+  return _rgb(_plain_lip(np.asarray(skin_rgb, np.float64)))
 
 
 def _rgb(x) -> list[int]:

@@ -1,12 +1,21 @@
-"""What :mod:`facetrack_jax.host_memory` buys: the ``small`` train step with
-glibc's default malloc against the retained-memory tunables, in alternating
-child processes (glibc reads tunables only at start).
+"""What :mod:`facetrack_jax.host_memory` buys, and where it costs: glibc's
+default malloc against the retained-memory tunables, in alternating child
+processes (glibc reads tunables only at start).
 
     python -m benchmarks.host_malloc [--rounds 2] [--steps 4]
+    python -m benchmarks.host_malloc --trainer --data-dir runs/data [--steps 150]
 
-Each child compiles the step, runs 2 warm-up steps, then times ``--steps``
-steps and counts their minor page faults and user / system CPU time
-(``getrusage``). Writes ``benchmarks/results/host_malloc_<machine>.{json,md}``.
+Default: the ``small`` train step alone (no input pipeline). Each child
+compiles the step, runs 2 warm-up steps, then times ``--steps`` steps and
+counts their minor page faults and user / system CPU time (``getrusage``).
+Writes ``benchmarks/results/host_malloc_<machine>.{json,md}``.
+
+``--trainer``: the demo's own training (``facetrack_jax.train.train`` on the
+full-size demo config, its grain pipeline in threads beside the step,
+checkpoints every 100 steps) for ``--steps`` steps on the demo's built data
+(``--data-dir``: what ``make demo`` made, ``data``); per child the
+examples/s after step 20 (from its ``metrics.jsonl``) and the wall time.
+Writes ``host_malloc_trainer_<machine>.{json,md}``.
 """
 
 from __future__ import annotations
@@ -41,7 +50,39 @@ def child(steps: int) -> dict:
   return dict(glibc_tunables=os.environ.get("GLIBC_TUNABLES"), steps=rows)
 
 
-def run(rounds: int, steps: int) -> dict:
+def trainer_child(steps: int, data_dir: str) -> dict:
+  """Runs in the child: the demo's training for ``steps`` steps in a scratch
+  workdir; examples/s per logged step after step 20, wall and CPU time."""
+  import pathlib
+  import tempfile
+  from facetrack_jax import main, train
+  from facetrack_jax.logging_utils import read_metrics
+  from absl import logging
+  logging.set_verbosity(logging.WARNING)
+  config = main.load_config("full", [f"--config.train.num_steps={steps}"], data_dir)
+  r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+  with tempfile.TemporaryDirectory() as workdir:
+    train.train(config, workdir)
+    wall, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
+    recs = read_metrics(pathlib.Path(workdir) / "metrics.jsonl")
+  rate = [r["examples_per_s"] for r in recs if r["step"] > 20]
+  return dict(glibc_tunables=os.environ.get("GLIBC_TUNABLES"), wall_s=wall,
+              examples_per_s=statistics.median(rate), minor_faults=r1.ru_minflt - r0.ru_minflt,
+              user_s=r1.ru_utime - r0.ru_utime, sys_s=r1.ru_stime - r0.ru_stime)
+
+
+def check_data_dir(data_dir: str) -> None:
+  """A clear error if ``data_dir`` holds no built full-size demo set."""
+  import pathlib
+  from facetrack_jax import main
+  config = main.load_config("full", [], data_dir)
+  built = pathlib.Path(config.data.data_dir) / config.data.name
+  if not built.is_dir() or not pathlib.Path(config.data.tokenizer).is_file():
+    raise SystemExit(f"error: --data-dir {data_dir}: no built demo set ({built}) or "
+                     f"tokenizer ({config.data.tokenizer}); run `make demo` first")
+
+
+def run(rounds: int, steps: int, data_dir: str | None = None) -> dict:
   from facetrack_jax import host_memory
   variants = {"default": dict(os.environ, **{host_memory.OPT_OUT: "default"}),
               "retained": host_memory.environment()}
@@ -50,10 +91,17 @@ def run(rounds: int, steps: int) -> dict:
   for r in range(rounds):
     for name, env in variants.items():
       common.log(f"host_malloc: round {r + 1}/{rounds}, {name}")
-      p = subprocess.run([sys.executable, "-m", "benchmarks.host_malloc", "--child",
-                          "--steps", str(steps)], env=env, capture_output=True, text=True,
-                         check=True)
+      cmd = [sys.executable, "-m", "benchmarks.host_malloc", "--child", "--steps", str(steps)]
+      cmd += ["--trainer", "--data-dir", data_dir] if data_dir else []
+      p = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
       out[name].append(json.loads(p.stdout.strip().splitlines()[-1]))
+  if data_dir:
+    summary = {name: {k: statistics.median(r[k] for r in runs) for k in
+                      ("examples_per_s", "wall_s", "minor_faults", "user_s", "sys_s")}
+               for name, runs in out.items()}
+    ratio = summary["default"]["examples_per_s"] / summary["retained"]["examples_per_s"]
+    return dict(device=common.device_info(), workload="trainer", rounds=rounds, steps=steps,
+                runs=out, median=summary, default_over_retained_speed=ratio)
   summary = {}
   for name, runs in out.items():
     rows = [s for run_ in runs for s in run_["steps"]]
@@ -66,6 +114,17 @@ def run(rounds: int, steps: int) -> dict:
 
 def markdown(res: dict, machine: str) -> str:
   m = res["median"]
+  if res.get("workload") == "trainer":
+    lines = [f"# Host malloc, the demo's training, on `{machine}` ({res['device']['cpu_model']})",
+             "", f"`facetrack_jax.train` on the full-size demo config and data, {res['steps']} "
+             f"steps per child, {res['rounds']} alternating rounds; medians over the children.",
+             "", "| malloc | examples/s (after step 20) | wall s | minor faults | user s | sys s |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {k} | {v['examples_per_s']:.1f} | {v['wall_s']:.0f} | {v['minor_faults']:.0f} "
+              f"| {v['user_s']:.0f} | {v['sys_s']:.1f} |" for k, v in m.items()]
+    lines += ["", "default ÷ retained training speed: "
+              f"**{res['default_over_retained_speed']:.2f}×**"]
+    return "\n".join(lines) + "\n"
   lines = [f"# Host malloc on `{machine}` ({res['device']['cpu_model']})", "",
            f"`small` train step, {res['rounds']} alternating rounds × {res['steps']} steps "
            "per variant; medians over all steps.", "",
@@ -79,19 +138,24 @@ def markdown(res: dict, machine: str) -> str:
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--rounds", type=int, default=2)
-  p.add_argument("--steps", type=int, default=4)
+  p.add_argument("--steps", type=int, default=None, help="per child (default 4, 150 with --trainer)")
+  p.add_argument("--trainer", action="store_true",
+                 help="the demo's training on its built data instead of the small step")
+  p.add_argument("--data-dir", default="data", help="with --trainer: the demo's data")
   p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
   args = p.parse_args(argv)
+  args.steps = args.steps or (150 if args.trainer else 4)
   if args.child:
-    print(json.dumps(child(args.steps)))
+    print(json.dumps(trainer_child(args.steps, args.data_dir) if args.trainer
+                     else child(args.steps)))
     return
-  res = run(args.rounds, args.steps)
+  if args.trainer:
+    check_data_dir(args.data_dir)
+  res = run(args.rounds, args.steps, args.data_dir if args.trainer else None)
   machine = common.machine_name()
   RESULTS.mkdir(exist_ok=True)
-  (RESULTS / f"host_malloc_{machine}.json").write_text(json.dumps(res, indent=1) + "\n")
-  md = markdown(res, machine)
-  (RESULTS / f"host_malloc_{machine}.md").write_text(md)
-  print(md)
+  out = RESULTS / f"host_malloc{'_trainer' if args.trainer else ''}_{machine}.json"
+  common.write_result(out, res, markdown(res, machine).splitlines())
 
 
 if __name__ == "__main__":

@@ -355,6 +355,8 @@ def main(argv) -> None:
 
 if __name__ == "__main__":
   from facetrack_jax import host_memory
-  host_memory.retain_freed_memory()    # CPU: keep freed buffers (module doc)
+  # glibc's default malloc: one heap would serialize the input pipeline's threads
+  # and XLA's (host_memory module doc); FACETRACK_HOST_MALLOC=retain opts in.
+  host_memory.retain_freed_memory(by_default=False)
   flags.mark_flags_as_required(["config", "workdir"])
   app.run(main)

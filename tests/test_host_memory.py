@@ -57,3 +57,24 @@ def test_host_bound_work_reexecutes_even_when_jax_would_use_an_accelerator(
                        text=True, timeout=120, check=True)
   assert ("re-executing" in out.stderr) == reexecutes
   assert ("MARK reexecuted" in out.stdout) == reexecutes
+
+
+@pytest.mark.skipif(not host_memory.wanted({}), reason="needs Linux with glibc")
+@pytest.mark.parametrize("choice,reexecutes", [(None, False), ("retain", True),
+                                                ("default", False)])
+def test_trainer_entry_points_reexecute_only_on_request(choice, reexecutes):
+  """The trainer, the demo and evaluate (by_default=False) keep glibc's default
+  malloc unless FACETRACK_HOST_MALLOC=retain."""
+  child = CHILD.replace("retain_freed_memory()", "retain_freed_memory(by_default=False)")
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  env.pop("GLIBC_TUNABLES", None)
+  env.pop(host_memory.OPT_OUT, None)
+  if choice:
+    env[host_memory.OPT_OUT] = choice
+  out = subprocess.run([sys.executable, "-c", child], env=env, capture_output=True,
+                       text=True, timeout=120, check=True)
+  assert ("re-executing" in out.stderr) == reexecutes
+  assert (host_memory.TUNABLES in out.stdout) == reexecutes
+  assert not host_memory.wanted({}, by_default=False)
+  assert host_memory.wanted({host_memory.OPT_OUT: "retain"}, by_default=False)
+

@@ -112,7 +112,8 @@ def run(rounds: int, steps: int, data_dir: str | None = None) -> dict:
               median=summary, default_over_retained=ratio)
 
 
-def markdown(res: dict, machine: str) -> str:
+def markdown(res: dict, machine: str) -> list[str]:
+  """The results table, a line each."""
   m = res["median"]
   if res.get("workload") == "trainer":
     lines = [f"# Host malloc, the demo's training, on `{machine}` ({res['device']['cpu_model']})",
@@ -124,7 +125,7 @@ def markdown(res: dict, machine: str) -> str:
               f"| {v['user_s']:.0f} | {v['sys_s']:.1f} |" for k, v in m.items()]
     lines += ["", "default ÷ retained training speed: "
               f"**{res['default_over_retained_speed']:.2f}×**"]
-    return "\n".join(lines) + "\n"
+    return lines
   lines = [f"# Host malloc on `{machine}` ({res['device']['cpu_model']})", "",
            f"`small` train step, {res['rounds']} alternating rounds × {res['steps']} steps "
            "per variant; medians over all steps.", "",
@@ -132,7 +133,7 @@ def markdown(res: dict, machine: str) -> str:
   lines += [f"| {k} | {v['seconds']:.2f} | {v['minor_faults']:.0f} | {v['user_s']:.2f} | "
             f"{v['sys_s']:.2f} |" for k, v in m.items()]
   lines += ["", f"default ÷ retained step time: **{res['default_over_retained']:.2f}×**"]
-  return "\n".join(lines) + "\n"
+  return lines
 
 
 def main(argv=None):
@@ -155,7 +156,7 @@ def main(argv=None):
   machine = common.machine_name()
   RESULTS.mkdir(exist_ok=True)
   out = RESULTS / f"host_malloc{'_trainer' if args.trainer else ''}_{machine}.json"
-  common.write_result(out, res, markdown(res, machine).splitlines())
+  common.write_result(out, res, markdown(res, machine))
 
 
 if __name__ == "__main__":

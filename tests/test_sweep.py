@@ -118,6 +118,13 @@ def test_face_token_sweep_keeps_the_caption_room_and_follows_the_crop(tmp_path):
   face3 = light.copy_and_resolve_references()
   face3.train.face_event_loss_weight = 3.0
   assert wide["face_event_loss_weight=3.0,seed=0"].to_json() == face3.to_json()
+  # ... the appearance-weight sweep changes only the demo's appearance weight ...
+  _, runs = sweep.plan(ROOT / "configs/sweeps/appearance_weight_wide.py", tmp_path / "w",
+                       tmp_path / "d", "full", [])
+  heavier = demo_cfg.copy_and_resolve_references()
+  heavier.train.face_attribute_loss_weight = 0.1
+  assert {r.name: r.config for r in runs}[
+      "face_attribute_loss_weight=0.1,seed=0"].to_json() == heavier.to_json()
   # ... the face-capacity sweep's point at the demo's weight is that with the token one at 1 ...
   _, runs = sweep.plan(ROOT / "configs/sweeps/face_capacity.py", tmp_path / "w", tmp_path / "d",
                        "full", [])

@@ -11,7 +11,12 @@ token event loss at 3 (``event_weight_wide.py``), which kept mouth opening
 and up / down gaze past +0.3 and cost age (0.67, lift +0.14) and glasses
 (0.81, lift +0.08). The baseline is the demo itself (appearance weight 0.03:
 ``event_weight_wide.py``'s ``event_loss_weight=3.0`` runs); each point
-changes the appearance weight only.
+changes the appearance weight only. Measured (2026-12-07, 3 seeds each;
+``benchmarks/results/sweep_appearance_weight_wide_2026-12-07.md``): age
++0.18 / +0.25 lift at 0.05 / 0.1, glasses +0.12 / +0.14, but up / down gaze,
+nods and furrowed brows fall under +0.3 (events at +0.3: 11 and 10 of 21
+against the demo's 15) and TEM 0.544 / 0.520 against 0.553; the demo keeps
+0.03.
 """
 
 from facetrack_jax import main as demo

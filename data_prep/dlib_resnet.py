@@ -202,6 +202,7 @@ class JaxDescriptor:
   2-core VM, paid by the first clip of each build worker)."""
 
   def __init__(self, path: str | pathlib.Path):
+    import jax
     import jax.numpy as jnp
     w = read_weights(path)
     strides = [(s, p) for _, _, s, p in w["convs"]]
@@ -209,9 +210,7 @@ class JaxDescriptor:
                          for sp in (((2, 0) if down and b == 0 else (1, 1)), (1, 1))]
     if strides != expect:
       raise ValueError(f"{path}: conv strides/padding {strides} are not dlib's ResNet's")
-    prepared = prepare(w)
-    self._params = {"mean": jnp.asarray(prepared["mean"]), "fc": jnp.asarray(prepared["fc"]),
-                    "convs": [(jnp.asarray(a), jnp.asarray(b)) for a, b in prepared["convs"]]}
+    self._params = jax.tree.map(jnp.asarray, prepare(w))
 
   @functools.cached_property
   def _fn(self):

@@ -77,4 +77,3 @@ def test_trainer_entry_points_reexecute_only_on_request(choice, reexecutes):
   assert (host_memory.TUNABLES in out.stdout) == reexecutes
   assert not host_memory.wanted({}, by_default=False)
   assert host_memory.wanted({host_memory.OPT_OUT: "retain"}, by_default=False)
-

@@ -29,7 +29,7 @@ module's loss, and scored on the test split per frame and per clip (the mean
 logits over the clip's face frames) by accuracy against the majority-class
 prior. Not a bound of the crops: trained on appearance alone, without
 augmentation, the probe fits the training people, and the captioner's own
-face head reads gender and age better (README "Reading the face");
+face head reads gender and age better (benchmarks/reading_the_face.md);
 ``benchmarks/attribute_cues.py`` bounds what the coarse cues give.
 """
 

@@ -59,7 +59,7 @@ class Size:
 _FULL_MODEL = {
     "model.vit.width": 96, "model.vit.num_heads": 3, "model.vit.mlp_dim": 192,
     # The face ViT is twice as wide as the global one: at width 96 appearance and
-    # events traded off in it (README "Reading the face", configs/sweeps/face_capacity.py).
+    # events traded off in it (benchmarks/reading_the_face.md, configs/sweeps/face_capacity.py).
     "model.face_vit.width": 192, "model.face_vit.num_heads": 6, "model.face_vit.mlp_dim": 384,
     "model.lm.width": 128, "model.lm.depth": 3, "model.lm.num_heads": 4,
     "model.lm.num_kv_heads": 2, "model.lm.head_dim": 32, "model.lm.mlp_dim": 256,
@@ -68,7 +68,7 @@ _FULL_MODEL = {
     # directly (facetrack_jax/event_supervision.py, README "Training"), the
     # face tower mostly through its own event and appearance heads, with a
     # tenth of the caption loss's gradient (face_event_supervision.py,
-    # face_attribute_supervision.py, README "Reading the face").
+    # face_attribute_supervision.py, benchmarks/reading_the_face.md).
     # The token event loss at weight 3 (configs/sweeps/event_weight_wide.py).
     "model.event_head": True, "train.event_loss_weight": 3.0,
     "model.face_event_head": True, "train.face_event_loss_weight": 1.0,

@@ -80,6 +80,12 @@ def get_config() -> ml_collections.ConfigDict:
       keep_checkpoints=3,
       async_checkpointing=True,
       log_example_ids=False,        # W/example_ids/process_<i>.jsonl (tests)
+      # jax.profiler trace of steps profile_start_step+1 .. +profile_num_steps into
+      # W/tb/plugins/profile (TensorBoard's Profile tab); 0: off. Process 0 only
+      # unless profile_all_processes (facetrack_jax/profiling.py).
+      profile_start_step=0,
+      profile_num_steps=3,
+      profile_all_processes=False,
   ))
 
   # Optional safetensors checkpoints to start from ("" = fresh init): HF

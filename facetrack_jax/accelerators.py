@@ -48,6 +48,25 @@ def get(name: str) -> Accelerator:
   return ACCELERATORS[name]
 
 
+_TPU_KINDS = {"tpu v5 lite": "v5e", "tpu v5e": "v5e", "tpu v5": "v5p", "tpu v5p": "v5p",
+              "tpu v6 lite": "v6e", "tpu v6e": "v6e"}
+
+
+def for_device_kind(kind: str) -> Accelerator | None:
+  """The chip a ``jax.Device.device_kind`` names ("TPU v5 lite", "NVIDIA H100
+  80GB HBM3", "NVIDIA A100-SXM4-40GB"), or None: a CPU, a chip not in the
+  table, or a variant whose peak differs from it (H100 PCIe, H200 NVL)."""
+  k = kind.lower()
+  if k.startswith("tpu"):
+    return ACCELERATORS.get(_TPU_KINDS.get(k, ""))
+  if not k.startswith("nvidia") or "nvl" in k or ("h100" in k and "pcie" in k):
+    return None
+  for name in ("h200", "h100", "a100"):   # every A100 has the same bf16 peak
+    if name in k:
+      return ACCELERATORS[name]
+  return None
+
+
 def verdict(acc: Accelerator, *, peak_bytes: float, flops: float, link_bytes: float,
             hbm_bytes_read: float = 0.0) -> dict:
   """Fits-in-HBM, and the lower bound on a step's seconds per device:

@@ -6,7 +6,10 @@ r"""Training: a thin loop over one jitted, sharded train step.
 Start-up resumes from the latest checkpoint in ``W/checkpoints`` (params,
 optimizer state, step and data-iterator position; onto the *current* mesh,
 whatever mesh wrote it). Each step logs loss, lr, grad_norm, tokens/s and
-examples/s to ``W/tb`` and ``W/metrics.jsonl``. Checkpoints are written every
+examples/s, the model TFLOP/s per device (and MFU on a known accelerator;
+:mod:`facetrack_jax.profiling`) to ``W/tb`` and ``W/metrics.jsonl``;
+``config.train.profile_start_step`` traces a window of steps for TensorBoard's
+Profile tab. Checkpoints are written every
 ``config.train.checkpoint_every`` steps, at the end, and on SIGTERM (then the
 process exits 0). A non-finite loss, gradient or updated parameter stops the
 run with an error naming the step; that state is not saved.
@@ -36,8 +39,8 @@ from flax import nnx
 from ml_collections import config_flags
 from tqdm import tqdm
 
-from facetrack_jax import (caption_supervision, checkpoint, logging_utils, paths, sharding,
-                           train_step)
+from facetrack_jax import (caption_supervision, checkpoint, logging_utils, paths, profiling,
+                           sharding, train_step)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -207,6 +210,7 @@ def _check_config(config) -> None:
                      f"by config.train.grad_accum={t.grad_accum}")
   if t.checkpoint_every < 1 or t.log_every < 1:
     raise ValueError("config.train.checkpoint_every and log_every must be >= 1")
+  profiling.check(t)
   caption_supervision.check(config)
 
 
@@ -283,6 +287,8 @@ def train(config, workdir: str, *, model_factory=train_step.default_model_factor
                                       remote_every_s=t.get("remote_log_every_s", 30.0))
   ids_log = ExampleIdLog(workdir, start) if t.get("log_example_ids") else None
   watch = PreemptionWatch()
+  profiler = profiling.StepProfiler(workdir / "tb", t)
+  peak = profiling.peak_flops_per_device()
   bar = tqdm(total=t.num_steps, initial=start, desc="train", unit="step",
              disable=jax.process_index() != 0, dynamic_ncols=True)
   step_fn, step, logged, loss, preempted = None, start, start, None, False
@@ -297,8 +303,10 @@ def train(config, workdir: str, *, model_factory=train_step.default_model_factor
         if step_fn is None:
           step_fn = train_step.jit_train_step(
               setup, {k: v.ndim for k, v in batch.items()}, t.grad_accum, aux_weights)
+        profiler.before(step)
         state, m = step_fn(state, setup.rest, batch)
         step += 1
+        profiler.after(step, (state, m))
         preempted = watch.should_stop(step)
         save = preempted or step % t.checkpoint_every == 0 or step == t.num_steps
         log = step % t.log_every == 0 or step == t.num_steps
@@ -311,8 +319,11 @@ def train(config, workdir: str, *, model_factory=train_step.default_model_factor
           dt = (toc - tic) / (step - logged)
           tic, logged = toc, step
           b, l = batch["tokens"].shape
+          rate = profiling.model_flops_per_device(config.model, b, l) / dt
           writer.write(step, {"loss": m["loss"], "lr": m["lr"], "grad_norm": m["grad_norm"],
                               "tokens_per_s": b * l / dt, "examples_per_s": b / dt,
+                              "model_tflops_per_s_per_device": rate / 1e12,
+                              **({"mfu": rate / peak} if peak else {}),
                               **{f"{n}_loss": m[f"{n}_loss"] for n in aux_weights}})
           bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
         bar.update(1)
@@ -323,6 +334,7 @@ def train(config, workdir: str, *, model_factory=train_step.default_model_factor
           logging.warning("SIGTERM: saved step %d, exiting", step)
           break
   finally:
+    profiler.close()
     bar.close()
     watch.close()
     writer.close()

@@ -22,7 +22,7 @@ import time
 
 from etils import epath
 
-from facetrack_jax import hf_tokenizer
+from facetrack_jax import hf_tokenizer, paths
 from tests import gcs_emulator
 from tests import train_helpers as th
 
@@ -65,7 +65,10 @@ def test_paper_tiny_two_hosts_on_gcs_finetunes_resumes_and_evaluates(tmp_path_fa
          "data.max_len": 128, "data.paraphrase_instructions": False,
          "train.num_steps": STEPS, "train.checkpoint_every": CKPT,
          "train.remote_log_every_s": 0.0,
-         "train.learning_rate": 1e-2, "train.warmup_steps": 1, "train.async_checkpointing": False}
+         "train.learning_rate": 1e-2, "train.warmup_steps": 1, "train.async_checkpointing": False,
+         # the last step traced on both hosts, each copying its trace up to gs://
+         "train.profile_start_step": STEPS - 1, "train.profile_num_steps": 1,
+         "train.profile_all_processes": True}
     run = lambda w, name, extra=(): th.start_processes(
         f"facetrack_jax.{name}", [w, w], data, o,
         [tmp_path / f"{name}_{w.split('/')[-1]}_{i}.log" for i in range(2)], extra,
@@ -100,6 +103,9 @@ def test_paper_tiny_two_hosts_on_gcs_finetunes_resumes_and_evaluates(tmp_path_fa
     assert {f.name for f in (wd / "checkpoints" / str(STEPS) / "data_iter").iterdir()} >= {
         "shard_0-of-2.json", "shard_1-of-2.json"}
     assert any(f.name.startswith("events.out.tfevents") for f in (wd / "tb").iterdir())
+    traces = [f for f in paths.files_under(wd / "tb" / "plugins" / "profile")
+              if f.name.endswith(".xplane.pb")]
+    assert traces and all(b"jit_step" in f.read_bytes() for f in traces), traces
     t3 = time.time()
 
     # Evaluation of the held-out split: every clip scored.

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from facetrack_jax import caption_supervision, input_pipeline, optim, sharding, train_step
+from facetrack_jax import (accelerators, caption_supervision, flops, input_pipeline, optim,
+                           sharding, train, train_step)
 from facetrack_jax.models.facetrack import num_visual_tokens
 from facetrack_jax.tokenizer import Tokenizer
 from tests import train_helpers as th
@@ -33,13 +34,61 @@ def test_loss_falls_below_half_and_logs_are_written(tmp_path_factory):
   print(f"loss {first:.3f} -> {last:.3f}")
   assert last < 0.5 * first, losses
   rec = th.records(workdir)[-1]
-  assert set(rec) == {"step", "loss", "lr", "grad_norm", "tokens_per_s", "examples_per_s"}
+  # No "mfu" on a CPU: its peak is not in facetrack_jax/accelerators.py.
+  assert set(rec) == {"step", "loss", "lr", "grad_norm", "tokens_per_s", "examples_per_s",
+                      "model_tflops_per_s_per_device"}
   assert rec["tokens_per_s"] > 0 and rec["examples_per_s"] > 0 and rec["grad_norm"] > 0
+  # flops.train_step's count of the step (8 examples × the padded length), ÷ 8 devices
+  config = th.make_config(th.overrides(th.tiny_data(tmp_path_factory)))
+  length = round(rec["tokens_per_s"] / rec["examples_per_s"])
+  assert length == config.data.max_len
+  step_flops = flops.train_step(config.model, 8, length)["total"]
+  assert math.isclose(rec["model_tflops_per_s_per_device"],
+                      step_flops / 8 * rec["examples_per_s"] / 8 / 1e12, rel_tol=1e-6)
   # warm-up 2 steps to 1e-2, cosine to 10% at the end
   assert math.isclose(th.records(workdir)[1]["lr"], 1e-2, rel_tol=1e-6)
   assert math.isclose(rec["lr"], 1e-3, rel_tol=1e-5)
   assert list((workdir / "tb").glob("events.out.tfevents.*"))
   assert th.committed_steps(workdir) == [3, 6, 9, 12, 15, 18, 20]
+
+
+def test_a_profiled_window_is_traced_for_tensorboard_and_changes_no_number(tmp_path_factory,
+                                                                            tmp_path):
+  data = th.tiny_data(tmp_path_factory)
+  _, ref = th.reference_run(tmp_path_factory)
+  workdir = th.reference_copy(tmp_path_factory, tmp_path / "w", last_step=15)
+  p = th.run(workdir, data, th.overrides(data, train__profile_start_step=16,
+                                         train__profile_num_steps=2))
+  assert p.returncode == 0, p.stderr[-4000:]
+  th.assert_losses_equal(workdir, ref)
+  traces = list((workdir / "tb" / "plugins" / "profile").glob("*/*.xplane.pb"))
+  assert len(traces) == 1, traces
+  assert b"jit_step" in traces[0].read_bytes()    # the train step ran inside the window
+  assert "profiling steps 17-18" in p.stderr
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("profile_start_step", -1, "profile_start_step must be >= 0"),
+    ("profile_num_steps", 0, "profile_num_steps must be >= 1"),
+])
+def test_a_bad_profile_window_is_refused_before_training(data, tmp_path, field, value, message):
+  o = th.overrides(data, train__profile_start_step=5)
+  o[f"train.{field}"] = value
+  with pytest.raises(ValueError, match=message):
+    train.train(th.make_config(o), str(tmp_path / "w"))
+  assert not (tmp_path / "w" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("kind, name", [
+    ("TPU v5 lite", "v5e"), ("TPU v5", "v5p"), ("TPU v5p", "v5p"), ("TPU v6 lite", "v6e"),
+    ("NVIDIA H100 80GB HBM3", "h100"), ("NVIDIA H200", "h200"),
+    ("NVIDIA A100-SXM4-40GB", "a100"), ("NVIDIA A100 80GB PCIe", "a100"),
+    ("NVIDIA H100 PCIe", None), ("NVIDIA H200 NVL", None), ("TPU v4", None), ("cpu", None),
+    ("NVIDIA GeForce RTX 4090", None),
+])
+def test_the_mfu_peak_is_known_only_for_chips_in_the_table(kind, name):
+  acc = accelerators.for_device_kind(kind)
+  assert (acc.name if acc else None) == name
 
 
 def _one_batch(config, mesh):

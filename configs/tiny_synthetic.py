@@ -80,6 +80,10 @@ def get_config() -> ml_collections.ConfigDict:
       keep_checkpoints=3,
       async_checkpointing=True,
       log_example_ids=False,        # W/example_ids/process_<i>.jsonl (tests)
+      # The caption loss on every example of eval_split, teacher-forced, logged as
+      # eval_loss every eval_every steps and at the end (0: never).
+      eval_every=0,
+      eval_split="test",
       # jax.profiler trace of steps profile_start_step+1 .. +profile_num_steps into
       # W/tb/plugins/profile (TensorBoard's Profile tab); 0: off. Process 0 only
       # unless profile_all_processes (facetrack_jax/profiling.py).

@@ -36,7 +36,9 @@ def read_metrics(path) -> list[dict]:
 
 class MetricWriter:
   """``write(step, metrics)`` → TensorBoard scalars + a metrics.jsonl line
-  (``workdir``: local or ``gs://``; :mod:`facetrack_jax.paths`).
+  (``workdir``: local or ``gs://``; :mod:`facetrack_jax.paths`). A key
+  ``eval_<name>`` is the TensorBoard scalar ``eval/<name>``, any other key
+  ``train/<key>``.
 
   ``resume_step``: records after it (from a run killed after its last
   checkpoint) are dropped from metrics.jsonl, so the file always describes
@@ -62,7 +64,8 @@ class MetricWriter:
     for k, v in metrics.items():
       v = float(v)
       rec[k] = v if math.isfinite(v) else str(v)
-      self._tb.add_scalar(f"train/{k}", v, int(step))
+      tag = f"eval/{k[5:]}" if k.startswith("eval_") else f"train/{k}"
+      self._tb.add_scalar(tag, v, int(step))
     self._log.write(rec)
 
   def flush(self) -> None:

@@ -79,7 +79,7 @@ SIZES = {
     "full": Size(num_train=1200, num_test=120, vocab_size=768, overrides={
         **_FULL_MODEL, "data.max_len": 200, "data.batch_size": 32,
         "train.num_steps": 1000, "train.learning_rate": 1e-3, "train.warmup_steps": 50,
-        "train.checkpoint_every": 100, "train.log_every": 5}),
+        "train.checkpoint_every": 100, "train.log_every": 5, "train.eval_every": 200}),
     "ci": Size(num_train=24, num_test=6, vocab_size=384, overrides={
                    "model.num_frames": 4, "model.frame_size": 32, "model.face_size": 16,
                    "model.vit.image_size": 32, "model.face_vit.image_size": 16,
@@ -91,6 +91,7 @@ SIZES = {
                    "data.num_threads": 1, "data.paraphrase_instructions": False,
                    "train.num_steps": 12, "train.warmup_steps": 2,
                    "train.learning_rate": 3e-3, "train.checkpoint_every": 6,
+                   "train.eval_every": 6,
                    "eval.max_new_tokens": 48}),
 }
 

@@ -161,19 +161,29 @@ def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
   return [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
 
 
+def _series(records: Sequence[Mapping], key: str) -> list[tuple[float, float]]:
+  return [(float(r["step"]), float(r[key])) for r in records
+          if key in r and isinstance(r[key], (int, float)) and math.isfinite(r[key])]
+
+
 def plot_curve(records: Sequence[Mapping], out_png: str | os.PathLike, *, key: str = "loss",
-               title: str = "training loss", size: tuple[int, int] = (720, 420)):
+               title: str = "training loss", size: tuple[int, int] = (720, 420),
+               held_out: str = "eval_loss"):
   """Draws ``key`` over ``step`` of metric records (``metrics.jsonl`` lines)
   as a PNG: raw values (light) and an exponential moving average (dark), log
-  y axis when every value is positive."""
+  y axis when every value is positive; the records' ``held_out`` values
+  (e.g. the trainer's ``eval_loss``), where there are any, as orange points
+  joined by a line on the same axes."""
   import cv2
-  pts = [(float(r["step"]), float(r[key])) for r in records
-         if key in r and isinstance(r[key], (int, float)) and math.isfinite(r[key])]
+  pts = _series(records, key)
   if len(pts) < 2:
     raise ValueError(f"plot_curve: need >= 2 finite {key!r} values, got {len(pts)}")
+  extra = _series(records, held_out)
   steps, vals = np.array(pts).T
-  log = bool((vals > 0).all())
+  log = bool((vals > 0).all()) and all(v > 0 for _, v in extra)
   ys = np.log10(vals) if log else vals
+  ex_steps = np.array([s for s, _ in extra])
+  ex_ys = np.array([math.log10(v) if log else v for _, v in extra])
   ema, acc, beta = np.empty_like(ys), ys[0], 1 - 1 / max(2.0, len(ys) / 50)
   for i, y in enumerate(ys):
     acc = beta * acc + (1 - beta) * y
@@ -182,7 +192,7 @@ def plot_curve(records: Sequence[Mapping], out_png: str | os.PathLike, *, key: s
   left, right, top, bottom = 70, 20, 36, 48
   img = np.full((h, w, 3), 255, np.uint8)
   x0, x1 = steps.min(), max(steps.max(), steps.min() + 1)
-  y0, y1 = ys.min(), ys.max()
+  y0, y1 = min(ys.min(), ex_ys.min(initial=np.inf)), max(ys.max(), ex_ys.max(initial=-np.inf))
   if y1 - y0 < 1e-9:
     y0, y1 = y0 - 0.5, y1 + 0.5
   px = lambda s: int(left + (s - x0) / (x1 - x0) * (w - left - right))
@@ -205,6 +215,14 @@ def plot_curve(records: Sequence[Mapping], out_png: str | os.PathLike, *, key: s
   smooth = np.stack([[px(s), py(y)] for s, y in zip(steps, ema)]).astype(np.int32)
   cv2.polylines(img, [raw], False, (235, 206, 160), 1, cv2.LINE_AA)
   cv2.polylines(img, [smooth], False, (160, 70, 20), 2, cv2.LINE_AA)
+  if len(extra):
+    held = np.stack([[px(s), py(y)] for s, y in zip(ex_steps, ex_ys)]).astype(np.int32)
+    orange = (0, 140, 255)
+    cv2.polylines(img, [held], False, orange, 2, cv2.LINE_AA)
+    for x, y in held:
+      cv2.circle(img, (int(x), int(y)), 4, orange, -1, cv2.LINE_AA)
+    cv2.putText(img, "held-out loss" if held_out == "eval_loss" else held_out,
+                (w - right - 130, 24), font, 0.5, orange, 1, cv2.LINE_AA)
   cv2.putText(img, title + (" (log scale)" if log else ""), (left, 24), font, 0.55, black, 1,
               cv2.LINE_AA)
   cv2.putText(img, "step", (w // 2, h - 10), font, 0.45, black, 1, cv2.LINE_AA)

@@ -9,7 +9,9 @@ whatever mesh wrote it). Each step logs loss, lr, grad_norm, tokens/s and
 examples/s, the model TFLOP/s per device (and MFU on a known accelerator;
 :mod:`facetrack_jax.profiling`) to ``W/tb`` and ``W/metrics.jsonl``;
 ``config.train.profile_start_step`` traces a window of steps for TensorBoard's
-Profile tab. Checkpoints are written every
+Profile tab. With ``config.train.eval_every`` N > 0 the caption loss on every
+example of ``config.train.eval_split`` (teacher-forced, no augmentation) is
+logged as ``eval_loss`` every N steps and at the end. Checkpoints are written every
 ``config.train.checkpoint_every`` steps, at the end, and on SIGTERM (then the
 process exits 0). A non-finite loss, gradient or updated parameter stops the
 run with an error naming the step; that state is not saved.
@@ -210,6 +212,9 @@ def _check_config(config) -> None:
                      f"by config.train.grad_accum={t.grad_accum}")
   if t.checkpoint_every < 1 or t.log_every < 1:
     raise ValueError("config.train.checkpoint_every and log_every must be >= 1")
+  if t.get("eval_every", 0) < 0:
+    raise ValueError(f"config.train.eval_every must be >= 0 (0: no held-out loss), "
+                     f"got {t.eval_every}")
   profiling.check(t)
   caption_supervision.check(config)
 
@@ -251,11 +256,39 @@ def _check_finite(step: int, m: dict, ckpt: checkpoint.Checkpointer) -> None:
       f"{ckpt.latest_step()} in {ckpt.directory}")
 
 
+class HeldOutLoss:
+  """The caption loss over every example of a split (``config.train.eval_split``),
+  teacher-forced: Σ CE·mask / Σ mask. Every process reads its data shard
+  (:func:`input_pipeline.make_eval_batches`: the same number of batches on
+  each, the last one padded) and all of them call it at the same steps."""
+
+  def __init__(self, config, tokenizer, setup, shard, source=None):
+    from facetrack_jax import input_pipeline
+    self.split = config.train.get("eval_split", "test")
+    self._batches = input_pipeline.make_eval_batches(config, tokenizer, self.split,
+                                                     source=source, shard=shard)
+    self._setup, self._step = setup, None
+
+  def __call__(self, params) -> float:
+    from facetrack_jax import input_pipeline
+    ce, tokens = 0.0, 0.0
+    for batch_np in self._batches:
+      batch = input_pipeline.to_global(batch_np, self._setup.mesh)
+      if self._step is None:
+        self._step = train_step.jit_eval_step(self._setup, {k: v.ndim for k, v in batch.items()})
+      sums = self._step(params, self._setup.rest, batch)
+      ce, tokens = ce + sums["ce"], tokens + sums["tokens"]   # stays on the device
+    ce, tokens = jax.device_get((ce, tokens))
+    return float(ce) / max(float(tokens), 1.0)
+
+
 def train(config, workdir: str, *, model_factory=train_step.default_model_factory,
-          source=None) -> dict:
+          source=None, eval_source=None) -> dict:
   """Trains to ``config.train.num_steps`` (resuming from ``workdir`` if it
   holds checkpoints). ``source``: a random-access record source to read
-  instead of the TFDS dataset. Returns ``{"step", "loss", "preempted"}``."""
+  instead of the TFDS dataset; ``eval_source`` likewise for the held-out loss.
+  Returns ``{"step", "loss", "preempted"}`` (and ``"eval_loss"``, the last one
+  computed, with ``config.train.eval_every``)."""
   from facetrack_jax import input_pipeline
   from facetrack_jax import tokenizer as tokenizer_lib
 
@@ -288,6 +321,10 @@ def train(config, workdir: str, *, model_factory=train_step.default_model_factor
   ids_log = ExampleIdLog(workdir, start) if t.get("log_example_ids") else None
   watch = PreemptionWatch()
   profiler = profiling.StepProfiler(workdir / "tb", t)
+  eval_every = t.get("eval_every", 0)
+  held_out = (HeldOutLoss(config, tokenizer, setup, shard, eval_source) if eval_every
+              else None)
+  eval_loss = None
   peak = profiling.peak_flops_per_device()
   bar = tqdm(total=t.num_steps, initial=start, desc="train", unit="step",
              disable=jax.process_index() != 0, dynamic_ncols=True)
@@ -309,7 +346,9 @@ def train(config, workdir: str, *, model_factory=train_step.default_model_factor
         profiler.after(step, (state, m))
         preempted = watch.should_stop(step)
         save = preempted or step % t.checkpoint_every == 0 or step == t.num_steps
-        log = step % t.log_every == 0 or step == t.num_steps
+        evaluate = held_out is not None and not preempted and (
+            step % eval_every == 0 or step == t.num_steps)
+        log = step % t.log_every == 0 or step == t.num_steps or evaluate
         if save or log:  # never keep a state without looking at it
           m = jax.device_get(m)
           _check_finite(step, m, ckpt)
@@ -320,10 +359,14 @@ def train(config, workdir: str, *, model_factory=train_step.default_model_factor
           tic, logged = toc, step
           b, l = batch["tokens"].shape
           rate = profiling.model_flops_per_device(config.model, b, l) / dt
+          if evaluate:
+            eval_loss = held_out(state["params"])
+            tic = time.perf_counter()      # the next steps' rate leaves the evaluation out
           writer.write(step, {"loss": m["loss"], "lr": m["lr"], "grad_norm": m["grad_norm"],
                               "tokens_per_s": b * l / dt, "examples_per_s": b / dt,
                               "model_tflops_per_s_per_device": rate / 1e12,
                               **({"mfu": rate / peak} if peak else {}),
+                              **({"eval_loss": eval_loss} if evaluate else {}),
                               **{f"{n}_loss": m[f"{n}_loss"] for n in aux_weights}})
           bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
         bar.update(1)
@@ -341,7 +384,8 @@ def train(config, workdir: str, *, model_factory=train_step.default_model_factor
     if ids_log:
       ids_log.close()
     ckpt.close()
-  return {"step": step, "loss": loss, "preempted": preempted}
+  out = {"step": step, "loss": loss, "preempted": preempted}
+  return out | ({"eval_loss": eval_loss} if held_out else {})
 
 
 # -- CLI -----------------------------------------------------------------------------------

@@ -322,3 +322,18 @@ def jit_train_step(setup: Setup, batch_spec: dict[str, int], grad_accum: int = 1
                     batch_shardings(setup.mesh, batch_spec)),
       out_shardings=(setup.state_shardings, replicated),
       donate_argnums=(0,))
+
+
+def jit_eval_step(setup: Setup, batch_spec: dict[str, int]):
+  """``jax.jit`` of ``(params, rest, batch) -> {"ce", "tokens"}``: the caption
+  loss sums of one held-out batch (:func:`loss_sums`, no heads, no gradient;
+  padding rows carry no loss), replicated on every device."""
+  graphdef = setup.graphdef
+
+  def step(params, rest, batch):
+    sums = loss_sums(nnx.merge(graphdef, params, rest), batch, None, setup.logits_at)
+    return {"ce": sums["ce"], "tokens": sums["tokens"]}
+
+  return jax.jit(step, in_shardings=(setup.state_shardings["params"], setup.rest_shardings,
+                                     batch_shardings(setup.mesh, batch_spec)),
+                 out_shardings=NamedSharding(setup.mesh, P()))

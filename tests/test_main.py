@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import cv2
+import numpy as np
 import pytest
 
 from facetrack_jax import caption_supervision, event_supervision
@@ -68,6 +69,11 @@ def test_every_stage_runs_and_writes_the_report(demo):
   assert test_ids[0] in report and "reference:" in report and "generated:" in report
   img = cv2.imread(str(w / "loss.png"))
   assert img is not None and img.shape[0] > 100 and img.shape[1] > 100
+  # The held-out loss (train.eval_every=6: steps 6 and 12) is drawn in orange beside it.
+  recs = [json.loads(line) for line in (w / "metrics.jsonl").read_text().splitlines()]
+  assert [r["step"] for r in recs if "eval_loss" in r] == [6, steps]
+  orange = (np.abs(img.astype(int) - (0, 140, 255)).sum(-1) < 60).sum()
+  assert orange > 50, orange
   stages = json.loads((w / "stages.json").read_text())
   assert set(stages) >= {"data (generate + build)", "tokenizer", "train", "evaluate", "total"}
 

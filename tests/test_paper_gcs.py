@@ -68,7 +68,9 @@ def test_paper_tiny_two_hosts_on_gcs_finetunes_resumes_and_evaluates(tmp_path_fa
          "train.learning_rate": 1e-2, "train.warmup_steps": 1, "train.async_checkpointing": False,
          # the last step traced on both hosts, each copying its trace up to gs://
          "train.profile_start_step": STEPS - 1, "train.profile_num_steps": 1,
-         "train.profile_all_processes": True}
+         "train.profile_all_processes": True,
+         # the held-out loss with the split's one clip on host 0 and only padding on host 1
+         "train.eval_every": 4}
     run = lambda w, name, extra=(): th.start_processes(
         f"facetrack_jax.{name}", [w, w], data, o,
         [tmp_path / f"{name}_{w.split('/')[-1]}_{i}.log" for i in range(2)], extra,
@@ -103,6 +105,8 @@ def test_paper_tiny_two_hosts_on_gcs_finetunes_resumes_and_evaluates(tmp_path_fa
     assert {f.name for f in (wd / "checkpoints" / str(STEPS) / "data_iter").iterdir()} >= {
         "shard_0-of-2.json", "shard_1-of-2.json"}
     assert any(f.name.startswith("events.out.tfevents") for f in (wd / "tb").iterdir())
+    evals = {r["step"]: r["eval_loss"] for r in th.records(w) if "eval_loss" in r}
+    assert sorted(evals) == [4, STEPS] and all(0 < v < 20 for v in evals.values()), evals
     traces = [f for f in paths.files_under(wd / "tb" / "plugins" / "profile")
               if f.name.endswith(".xplane.pb")]
     assert traces and all(b"jit_step" in f.read_bytes() for f in traces), traces

@@ -67,11 +67,45 @@ def test_a_profiled_window_is_traced_for_tensorboard_and_changes_no_number(tmp_p
   assert "profiling steps 17-18" in p.stderr
 
 
+def test_the_held_out_loss_is_every_test_example_s_caption_loss(tmp_path_factory, tmp_path):
+  """Resumed at step 15 with ``eval_every=2``: ``eval_loss`` is logged at 16, 18 and
+  the last step (20) only, the training losses stay bit-identical, and at step 20 it
+  equals the caption cross-entropy of the test split computed here from the
+  checkpoint's full logits (the split's one clip sits in a batch of 8 with 7 padding
+  rows, which must count for nothing)."""
+  data = th.tiny_data(tmp_path_factory)
+  _, ref = th.reference_run(tmp_path_factory)
+  workdir = th.reference_copy(tmp_path_factory, tmp_path / "w", last_step=15)
+  o = th.overrides(data, train__eval_every=2)
+  p = th.run(workdir, data, o)
+  assert p.returncode == 0, p.stderr[-4000:]
+  th.assert_losses_equal(workdir, ref)
+  evals = {r["step"]: r["eval_loss"] for r in th.records(workdir) if "eval_loss" in r}
+  assert sorted(evals) == [16, 18, 20], evals
+
+  from facetrack_jax import evaluate
+  config = th.make_config(o)
+  tok = Tokenizer(data["tokenizer"])
+  mesh = sharding.mesh_from_config(config.mesh)
+  model, _ = evaluate.load_model(config, workdir, mesh, step=20)
+  ce, n = 0.0, 0.0
+  for b in input_pipeline.make_eval_batches(config, tok, "test"):
+    with sharding.use_mesh(mesh):
+      logits = np.asarray(model(b["frames"], b["faces"], b["face_mask"], b["tokens"]),
+                           np.float64)
+    logp = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)
+                           ) - logits.max(-1, keepdims=True)
+    nll = -np.take_along_axis(logp, b["targets"][..., None], -1)[..., 0]
+    ce, n = ce + float((nll * b["loss_mask"]).sum()), n + float(b["loss_mask"].sum())
+  assert n > 0 and math.isclose(evals[20], ce / n, rel_tol=1e-4), (evals[20], ce / n)
+
+
 @pytest.mark.parametrize("field, value, message", [
     ("profile_start_step", -1, "profile_start_step must be >= 0"),
     ("profile_num_steps", 0, "profile_num_steps must be >= 1"),
+    ("eval_every", -1, "eval_every must be >= 0"),
 ])
-def test_a_bad_profile_window_is_refused_before_training(data, tmp_path, field, value, message):
+def test_a_bad_profile_window_or_eval_interval_is_refused_before_training(data, tmp_path, field, value, message):
   o = th.overrides(data, train__profile_start_step=5)
   o[f"train.{field}"] = value
   with pytest.raises(ValueError, match=message):

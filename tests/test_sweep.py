@@ -125,6 +125,12 @@ def test_face_token_sweep_keeps_the_caption_room_and_follows_the_crop(tmp_path):
   heavier.train.face_attribute_loss_weight = 0.1
   assert {r.name: r.config for r in runs}[
       "face_attribute_loss_weight=0.1,seed=0"].to_json() == heavier.to_json()
+  # ... the demo-steps sweep changes only the demo's number of steps ...
+  _, runs = sweep.plan(ROOT / "configs/sweeps/demo_steps.py", tmp_path / "w", tmp_path / "d",
+                       "full", [])
+  shorter = demo_cfg.copy_and_resolve_references()
+  shorter.train.num_steps = 600
+  assert {r.name: r.config for r in runs}["num_steps=600,seed=0"].to_json() == shorter.to_json()
   # ... the face-capacity sweep's point at the demo's weight is that with the token one at 1 ...
   _, runs = sweep.plan(ROOT / "configs/sweeps/face_capacity.py", tmp_path / "w", tmp_path / "d",
                        "full", [])

@@ -75,17 +75,17 @@ def random_weights(shapes, seed: int = 0) -> list[np.ndarray]:
           for layer in shapes for i, o in layer]
 
 
-def chain(shapes, mv, silu, tanh, cat_slice=lambda a, n: (a[:, :n], a[:, n:])):
+def chain(shapes, mv, silu, tanh):
   """The decode step's matmul chain over any array library: ``fn(x, ws)``."""
 
   def fn(x, ws):
     it = iter(ws)
     for layer in shapes[:-1]:
       qkv = mv(x, next(it))
-      o = mv(cat_slice(qkv, layer[1][0])[0], next(it))
+      o = mv(qkv[:, :layer[1][0]], next(it))
       gu = mv(x, next(it))
-      g, u = cat_slice(gu, layer[3][0])
-      down = mv(silu(g) * u, next(it))
+      f = layer[3][0]
+      down = mv(silu(gu[:, :f]) * gu[:, f:], next(it))
       x = x + 0.1 * tanh(o + down)
     return mv(x, next(it))
   return fn

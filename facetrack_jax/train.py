@@ -264,9 +264,8 @@ class HeldOutLoss:
 
   def __init__(self, config, tokenizer, setup, shard, source=None):
     from facetrack_jax import input_pipeline
-    self.split = config.train.get("eval_split", "test")
-    self._batches = input_pipeline.make_eval_batches(config, tokenizer, self.split,
-                                                     source=source, shard=shard)
+    self._batches = input_pipeline.make_eval_batches(
+        config, tokenizer, config.train.get("eval_split", "test"), source=source, shard=shard)
     self._setup, self._step = setup, None
 
   def __call__(self, params) -> float:
@@ -340,6 +339,8 @@ def train(config, workdir: str, *, model_factory=train_step.default_model_factor
         if step_fn is None:
           step_fn = train_step.jit_train_step(
               setup, {k: v.ndim for k, v in batch.items()}, t.grad_accum, aux_weights)
+          b, l = batch["tokens"].shape     # every step's: the batch shape is fixed
+          step_flops = profiling.model_flops_per_device(config.model, b, l)
         profiler.before(step)
         state, m = step_fn(state, setup.rest, batch)
         step += 1
@@ -357,8 +358,7 @@ def train(config, workdir: str, *, model_factory=train_step.default_model_factor
           toc = time.perf_counter()
           dt = (toc - tic) / (step - logged)
           tic, logged = toc, step
-          b, l = batch["tokens"].shape
-          rate = profiling.model_flops_per_device(config.model, b, l) / dt
+          rate = step_flops / dt
           if evaluate:
             eval_loss = held_out(state["params"])
             tic = time.perf_counter()      # the next steps' rate leaves the evaluation out
